@@ -1,0 +1,1 @@
+"""hsa_memory.cli"""

@@ -1,0 +1,420 @@
+"""The HSA-UltraLong model, read top to bottom: leaves first, the causal LM last.
+
+lower decoder (SWA + RoPE) → chunk encoder (bidirectional, CLS → landmark, shared memory K/V)
+→ upper decoder: groups of [HSA layer (retrieval + NoPE chunk attention) → SWA layers] → LM head.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from hsa_memory.kernels import sliding_window_attention
+
+from .config import HSAConfig
+from .memory import ExternalMemory, ExternalRouter, RetrievalTrace, SequenceRouter
+from .moe import MoE, SwiGLU
+
+# a sink logit this low leaves the base model's softmax unchanged to float precision
+SINK_INIT = -30.0
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        dtype = hidden_states.dtype
+        x = hidden_states.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+class RotaryEmbedding(nn.Module):
+    """RoPE tables for absolute positions, computed in float64.
+
+    A lifelong stream reaches positions of 10^7 and more; float32 angles would lose whole radians
+    there, so the angles are formed in float64 and only cos/sin are rounded.
+    """
+
+    def __init__(self, head_dim: int, theta: float):
+        super().__init__()
+        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        angles = positions.to(torch.float64).unsqueeze(-1) * self.inv_freq.to(positions.device)  # (T, D/2)
+        angles = torch.cat([angles, angles], dim=-1)  # (T, D)
+        return angles.cos().float(), angles.sin().float()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, T, H, D) by (T, D) tables, pairing dimension i with i + D/2 (the HF layout)."""
+    half = x.shape[-1] // 2
+    x32 = x.float()
+    rotated = torch.cat([-x32[..., half:], x32[..., :half]], dim=-1)
+    return (x32 * cos[:, None, :] + rotated * sin[:, None, :]).to(x.dtype)
+
+
+class KVCache:
+    """Keys/values of one SWA layer for incremental decoding; keeps only what the window can see."""
+
+    def __init__(self, window: int | None):
+        self.window = window
+        self.keys: torch.Tensor | None = None  # (B, S, HK, D), RoPE applied
+        self.values: torch.Tensor | None = None
+
+    def update(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append new keys/values; return everything the new queries may attend to."""
+        if self.keys is not None:
+            keys = torch.cat([self.keys.to(keys.dtype), keys], dim=1)
+            values = torch.cat([self.values.to(values.dtype), values], dim=1)
+        keep = keys.shape[1] if self.window is None else min(keys.shape[1], self.window - 1)
+        self.keys = keys[:, keys.shape[1] - keep:]
+        self.values = values[:, values.shape[1] - keep:]
+        return keys, values
+
+
+class SelfAttention(nn.Module):
+    """GQA self-attention with RoPE: causal over a sliding window, or bidirectional (chunk encoder)."""
+
+    def __init__(self, config: HSAConfig, causal: bool = True):
+        super().__init__()
+        self.num_heads, self.num_kv_heads, self.head_dim = config.num_heads, config.num_kv_heads, config.head_dim
+        self.window = config.sliding_window
+        self.causal = causal
+        d = config.hidden_size
+        self.q_proj = nn.Linear(d, self.num_heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(d, self.num_kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(d, self.num_kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(self.num_heads * self.head_dim, d, bias=False)
+        self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps) if config.qk_norm else None
+        self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps) if config.qk_norm else None
+        self.sink_logits = (nn.Parameter(torch.full((self.num_heads,), SINK_INIT))
+                            if config.attn_sinks and causal else None)
+
+    def forward(self, hidden_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cache: KVCache | None = None) -> torch.Tensor:
+        B, T, _ = hidden_states.shape
+        q = self.q_proj(hidden_states).view(B, T, self.num_heads, self.head_dim)  # (B, T, H, D)
+        k = self.k_proj(hidden_states).view(B, T, self.num_kv_heads, self.head_dim)  # (B, T, HK, D)
+        v = self.v_proj(hidden_states).view(B, T, self.num_kv_heads, self.head_dim)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if not self.causal:
+            group = self.num_heads // self.num_kv_heads
+            out = F.scaled_dot_product_attention(
+                q.transpose(1, 2), k.repeat_interleave(group, 2).transpose(1, 2),
+                v.repeat_interleave(group, 2).transpose(1, 2)).transpose(1, 2)
+        else:
+            if cache is not None:
+                k, v = cache.update(k, v)
+            out = sliding_window_attention(q, k, v, self.window, sink_logits=self.sink_logits)
+        return self.o_proj(out.reshape(B, T, self.num_heads * self.head_dim))
+
+
+def make_mlp(config: HSAConfig, layer_index: int) -> nn.Module:
+    if config.moe_num_experts and layer_index >= config.moe_first_dense_layers:
+        return MoE(config.hidden_size, config.moe_intermediate_size, config.moe_num_experts, config.moe_top_k,
+                   config.moe_shared_experts, config.moe_bias_update_rate)
+    return SwiGLU(config.hidden_size, config.intermediate_size)
+
+
+class DecoderLayer(nn.Module):
+    """A Llama block whose attention sees a sliding window."""
+
+    def __init__(self, config: HSAConfig, layer_index: int):
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = SelfAttention(config)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = make_mlp(config, layer_index)
+
+    def forward(self, hidden_states, cos, sin, cache: KVCache | None = None):
+        residual = hidden_states
+        hidden_states = residual + self.self_attn(self.input_layernorm(hidden_states), cos, sin, cache)
+        return hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
+
+
+class EncoderLayer(nn.Module):
+    """A bidirectional block of the chunk encoder (RoPE over the S + 1 intra-chunk positions)."""
+
+    def __init__(self, config: HSAConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = SelfAttention(config, causal=False)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = SwiGLU(config.hidden_size, config.encoder_intermediate_size)
+
+    def forward(self, hidden_states, cos, sin):
+        hidden_states = hidden_states + self.self_attn(self.input_layernorm(hidden_states), cos, sin)
+        return hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
+
+
+@dataclass
+class ChunkMemory:
+    """What the chunk encoder makes of full chunks: one landmark and shared K/V per chunk."""
+
+    landmarks: torch.Tensor  # (N, R)
+    keys: torch.Tensor  # (N, S, HK, D)
+    values: torch.Tensor  # (N, S, HK, D)
+
+
+class ChunkEncoder(nn.Module):
+    """Chunking layer: each S-token chunk plus a learned CLS (appended last) → landmark + memory K/V."""
+
+    def __init__(self, config: HSAConfig):
+        super().__init__()
+        self.chunk_size = config.chunk_size
+        self.kv_heads, self.head_dim = config.hsa_kv_heads, config.hsa_head_dim
+        self.cls = nn.Parameter(torch.randn(config.hidden_size) * config.initializer_range)
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.encoder_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.landmark_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.landmark_proj = nn.Linear(config.hidden_size, config.retrieval_dim, bias=False)
+        self.k_proj = nn.Linear(config.hidden_size, self.kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(config.hidden_size, self.kv_heads * self.head_dim, bias=False)
+        self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
+        self.rotary = RotaryEmbedding(config.head_dim, config.rope_theta)
+
+    def forward(self, chunk_hidden: torch.Tensor) -> ChunkMemory:
+        N, S, d = chunk_hidden.shape  # (N, S, d)
+        cls = self.cls.to(chunk_hidden.dtype).expand(N, 1, d)
+        hidden_states = torch.cat([chunk_hidden, cls], dim=1)  # (N, S + 1, d)
+        cos, sin = self.rotary(torch.arange(S + 1, device=chunk_hidden.device))
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, cos, sin)
+        hidden_states = self.norm(hidden_states)
+        landmarks = self.landmark_proj(self.landmark_norm(hidden_states[:, S]))  # (N, R)
+        tokens = hidden_states[:, :S]
+        keys = self.k_norm(self.k_proj(tokens).view(N, S, self.kv_heads, self.head_dim))  # (N, S, HK, D)
+        values = self.v_proj(tokens).view(N, S, self.kv_heads, self.head_dim)
+        return ChunkMemory(landmarks, keys, values)
+
+
+class Retrieval(nn.Module):
+    """Per-group retrieval: a query per memory KV head, top-K landmarks, softmax fusion weights."""
+
+    def __init__(self, config: HSAConfig):
+        super().__init__()
+        self.kv_heads, self.head_dim, self.topk = config.hsa_kv_heads, config.retrieval_head_dim, config.hsa_topk
+        self.q_proj = nn.Linear(config.hidden_size, config.retrieval_dim, bias=False)
+        # learnable bias per retrieval slot rank (the reference's "pos_decay"), 0 at start
+        self.slot_bias = nn.Parameter(torch.zeros(config.hsa_topk))
+
+    def forward(self, hidden_states, router, positions, gumbel_seed=None):
+        B, T, _ = hidden_states.shape
+        queries = self.q_proj(hidden_states).view(B, T, self.kv_heads, self.head_dim)  # (B, T, HK, Rh)
+        queries = queries * self.head_dim ** -0.5
+        scores, chunk_ids = router.route(queries, self.topk, positions, gumbel_seed)  # (B, T, HK, K)
+        valid = chunk_ids >= 0
+        logits = (scores + self.slot_bias[: scores.shape[-1]]).masked_fill(~valid, float("-inf"))
+        weights = torch.softmax(logits.float(), dim=-1)
+        # a token with no visible chunk gets all-zero weights instead of NaN
+        weights = torch.where(valid, weights, torch.zeros_like(weights))
+        return chunk_ids, weights
+
+
+class HSALayer(nn.Module):
+    """Retrieval + NoPE attention inside each selected chunk, fused by the retrieval softmax.
+
+    The output projection (and the optional MLP's down projection) start at zero, so a fresh HSA
+    layer is the identity and the retrofitted base model is unchanged at step 0.
+    """
+
+    def __init__(self, config: HSAConfig):
+        super().__init__()
+        self.num_heads, self.head_dim = config.hsa_heads, config.hsa_head_dim
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.retrieval = Retrieval(config)
+        self.q_proj = nn.Linear(config.hidden_size, self.num_heads * self.head_dim, bias=False)
+        self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
+        self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=False)
+        self.mlp = None
+        if config.hsa_intermediate_size:
+            self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+            self.mlp = SwiGLU(config.hidden_size, config.hsa_intermediate_size)
+
+    def forward(self, hidden_states, router, positions, trace: RetrievalTrace | None = None, gumbel_seed=None):
+        B, T, _ = hidden_states.shape
+        normed = self.input_layernorm(hidden_states)
+        started = time.perf_counter()
+        chunk_ids, weights = self.retrieval(normed, router, positions, gumbel_seed)
+        if trace is not None:
+            trace.seconds["retrieval"] += time.perf_counter() - started
+            trace.record(positions, chunk_ids, weights)
+        q = self.q_norm(self.q_proj(normed).view(B, T, self.num_heads, self.head_dim))  # (B, T, HQ, D)
+        out = router.attend(q, chunk_ids, weights.to(q.dtype), trace)  # (B, T, HQ, D)
+        hidden_states = hidden_states + self.o_proj(out.reshape(B, T, self.num_heads * self.head_dim))
+        if self.mlp is not None:
+            hidden_states = hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
+        return hidden_states
+
+
+@dataclass
+class StreamState:
+    """Everything needed to continue encoding a stream exactly where it stopped.
+
+    position: tokens consumed so far; caches: the lower layers' SWA keys/values (last window-1
+    positions); pending_hidden / pending_ids: the open chunk's mid-layer states and tokens.
+    """
+
+    position: int = 0
+    caches: list[KVCache] = field(default_factory=list)
+    pending_hidden: torch.Tensor | None = None  # (p, d), p < S
+    pending_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class EncodedChunks:
+    """Chunks completed by one ``encode_chunks`` call (N may be 0)."""
+
+    memory: ChunkMemory
+    token_ids: torch.Tensor  # (N, S)
+    first_position: int  # stream index of the first completed chunk
+    state: StreamState
+
+
+class HSAModel(nn.Module):
+    def __init__(self, config: HSAConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(
+            DecoderLayer(config, i) if kind == "swa" else HSALayer(config) for i, kind in enumerate(config.layer_types))
+        self.chunk_encoder = ChunkEncoder(config) if config.hsa_layer_indices else None
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.rotary = RotaryEmbedding(config.head_dim, config.rope_theta)
+
+    def run_layers(self, hidden_states, layers, positions, caches=None, router=None, trace=None, gumbel_seed=None):
+        """Run a slice of ``(index, layer)`` pairs; SWA layers take caches[index] when given."""
+        cos, sin = self.rotary(positions)
+        for index, layer in layers:
+            if isinstance(layer, HSALayer):
+                if router is not None:
+                    hidden_states = layer(hidden_states, router, positions, trace, gumbel_seed)
+            else:
+                hidden_states = layer(hidden_states, cos, sin, None if caches is None else caches[index])
+        return hidden_states
+
+    def encode_sequence_chunks(self, mid_hidden: torch.Tensor) -> ChunkMemory:
+        """Encode the full chunks of a batch of sequences (B, T, d) → landmarks (B·C, R), K/V."""
+        B, T, d = mid_hidden.shape
+        S = self.config.chunk_size
+        C = T // S
+        return self.chunk_encoder(mid_hidden[:, : C * S].reshape(B * C, S, d))
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None,
+                memory: ExternalMemory | None = None, caches: list[KVCache] | None = None,
+                trace: RetrievalTrace | None = None, gumbel_seed: int | None = None) -> torch.Tensor:
+        """Hidden states (B, T, d).
+
+        With ``memory`` the HSA layers read that external memory. Without it, a full-sequence pass
+        (no ``caches``: training) reads the sequence's own chunks (positions must start at 0), and an
+        incremental pass (with ``caches``) leaves the HSA layers silent.
+        """
+        B, T = input_ids.shape
+        if positions is None:
+            positions = torch.arange(T, device=input_ids.device)
+        hidden_states = self.embed_tokens(input_ids)
+        lower = self.config.num_lower_layers
+        indexed = list(enumerate(self.layers))
+        hidden_states = self.run_layers(hidden_states, indexed[:lower], positions, caches)
+        router = None
+        if memory is not None:
+            router = ExternalRouter(memory, self.config.chunk_size)
+        elif caches is None and self.chunk_encoder is not None and T >= self.config.chunk_size:
+            encoded = self.encode_sequence_chunks(hidden_states)
+            C, S = T // self.config.chunk_size, self.config.chunk_size
+            HK, D = encoded.keys.shape[2:]
+            router = SequenceRouter(encoded.landmarks.view(B, C, -1), encoded.keys.reshape(B, C * S, HK, D),
+                                    encoded.values.reshape(B, C * S, HK, D), S)
+        hidden_states = self.run_layers(hidden_states, indexed[lower:], positions, caches, router, trace, gumbel_seed)
+        return self.norm(hidden_states)
+
+
+@dataclass
+class CausalLMOutput:
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+
+
+class HSAForCausalLM(nn.Module):
+    def __init__(self, config: HSAConfig):
+        super().__init__()
+        self.config = config
+        self.model = HSAModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Normal(0, initializer_range) weights, unit norms, zeroed HSA outputs (identity at step 0)."""
+        std = self.config.initializer_range
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                module.weight.normal_(0.0, std)
+        for layer in self.model.layers:
+            if isinstance(layer, HSALayer):
+                layer.o_proj.weight.zero_()
+                if layer.mlp is not None:
+                    layer.mlp.down_proj.weight.zero_()
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None, **kwargs) -> CausalLMOutput:
+        hidden_states = self.model(input_ids, **kwargs)
+        logits = self.lm_head(hidden_states)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
+        return CausalLMOutput(logits, loss)
+
+    # ---- incremental inference ------------------------------------------------------------
+    def new_stream_state(self) -> StreamState:
+        lower = self.config.num_lower_layers
+        return StreamState(caches=[KVCache(self.config.sliding_window) for _ in range(lower)])
+
+    @torch.no_grad()
+    def encode_chunks(self, input_ids: torch.Tensor, state: StreamState | None = None,
+                      block_tokens: int = 1024) -> EncodedChunks:
+        """Ingest: run the lower decoder + chunk encoder over new stream tokens (T,).
+
+        Returns the chunks completed by these tokens and the state to continue from. Feeding a
+        stream in any split gives the same chunks as feeding it at once (up to float rounding).
+        """
+        state = state or self.new_stream_state()
+        S, d = self.config.chunk_size, self.config.hidden_size
+        device = self.lm_head.weight.device
+        dtype = self.lm_head.weight.dtype
+        input_ids = input_ids.reshape(-1).to(device)
+        lower = list(enumerate(self.model.layers))[: self.config.num_lower_layers]
+        first_position = state.position // S
+        pieces = [] if state.pending_hidden is None else [state.pending_hidden.to(device, dtype)]
+        token_ids = list(state.pending_ids)
+        for start in range(0, input_ids.shape[0], block_tokens):
+            block = input_ids[start:start + block_tokens]
+            positions = torch.arange(state.position, state.position + block.shape[0], device=device)
+            hidden = self.model.run_layers(self.model.embed_tokens(block[None]), lower, positions, state.caches)
+            pieces.append(hidden[0])
+            token_ids.extend(block.tolist())
+            state.position += block.shape[0]
+        mid = torch.cat(pieces) if pieces else torch.zeros(0, d, device=device, dtype=dtype)
+        n_full = mid.shape[0] // S
+        if n_full and self.model.chunk_encoder is not None:
+            memory = self.model.chunk_encoder(mid[: n_full * S].view(n_full, S, d))
+        else:
+            R, HK, D = self.config.retrieval_dim, self.config.hsa_kv_heads, self.config.hsa_head_dim
+            memory = ChunkMemory(torch.zeros(0, R, device=device), torch.zeros(0, S, HK, D, device=device),
+                                 torch.zeros(0, S, HK, D, device=device))
+        state.pending_hidden = mid[n_full * S:].clone()
+        chunk_tokens = torch.tensor(token_ids[: n_full * S], dtype=torch.long).view(n_full, S)
+        state.pending_ids = token_ids[n_full * S:]
+        return EncodedChunks(memory, chunk_tokens, first_position, state)
