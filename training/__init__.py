@@ -1,0 +1,1 @@
+"""Training of the memory model: data generators, training loop and device logistics."""

@@ -1,0 +1,1 @@
+"""Training and evaluation data: corpora, NIAH and agent-memory generators, and a task mixture."""
