@@ -1,0 +1,207 @@
+"""Triton landmark scoring with a streaming top-K: kernels and launcher.
+
+Each (score, chunk) pair is packed into one int64 key whose order is "score descending, then chunk
+ascending" (the reference's stable tie order), so a top-K is a max over keys and needs no index
+bookkeeping. ``topk_scan_kernel`` gives each program a block of queries and one slice of the
+landmark axis; it streams landmark tiles through the matrix units and keeps a per-query top-K in
+registers: a tile whose keys all fall under every query's current K-th best is dropped after one
+compare, and survivors are inserted largest first (at most K rounds per tile).
+``topk_finish_kernel`` merges the slices' partial top-Ks (split-K, for decode: one query against
+262,144 landmarks is spread over up to 128 programs) and unpacks scores and indices.
+Nothing of size (queries × chunks) is ever stored.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .reference import hash32
+
+# the key of an empty slot: below every packed (score, chunk) key
+SENT: tl.constexpr = tl.constexpr(-(2 ** 63))
+# split-K over landmarks: aim for this many programs, each slice at least one tile, at most this many slices
+TARGET_PROGRAMS = 528
+MAX_SPLITS = 128
+
+
+@triton.jit
+def _hash32(x):
+    # lowbias32 on uint32, bit for bit the reference's ``hash32``
+    x = x ^ (x >> 16)
+    x = x * 0x7FEB352D
+    x = x ^ (x >> 15)
+    x = x * 0x846CA68B
+    x = x ^ (x >> 16)
+    return x
+
+
+@triton.jit
+def _gumbel(row_hash, i_h, offs_n):
+    # Gumbel(0, 1) noise of (row, head, chunk), the reference's ``gumbel_noise``
+    x = _hash32(row_hash[:, None] ^ (i_h * 65599 + offs_n)[None, :].to(tl.uint32))
+    u = (x.to(tl.float64) + 0.5) / 4294967296.0
+    return (-tl.log(-tl.log(u))).to(tl.float32)
+
+
+@triton.jit
+def _pack(rank, offs_n):
+    # int64 key ordered by (rank descending, chunk ascending); rank float32, offs_n int64
+    bits = rank.to(tl.int32, bitcast=True)
+    bits = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    return (bits.to(tl.int64) << 32) | (4294967295 - offs_n)
+
+
+@triton.jit
+def _unpack(key):
+    hi = (key >> 32).to(tl.int32)
+    bits = hi ^ ((hi >> 31) & 0x7FFFFFFF)
+    return bits.to(tl.float32, bitcast=True), 4294967295 - (key & 4294967295)
+
+
+@triton.jit
+def _topk_update(best, key):
+    # running top-K (unsorted) of each row of best (rows, K), updated with one tile of keys (rows, N).
+    # Survivors (keys above the row's K-th best) are inserted largest first, replacing the minimum; after
+    # K insertions the rest are smaller than everything inserted, so a tile costs at most K rounds.
+    cand = tl.where(key > tl.min(best, 1)[:, None], key, SENT)
+    n_cand = tl.max(tl.sum((cand != SENT).to(tl.int32), 1), 0)
+    cols = tl.arange(0, best.shape[1])
+    for _ in range(0, tl.minimum(n_cand, best.shape[1])):
+        x = tl.max(cand, 1)
+        low, pos = tl.min(best, 1, return_indices=True)
+        take = (cols[None, :] == pos[:, None]) & (x > low)[:, None]
+        best = tl.where(take, x[:, None], best)
+        cand = tl.where(cand == x[:, None], SENT, cand)
+    return best
+
+
+@triton.jit
+def topk_scan_kernel(
+    q_ptr, l_ptr, vis_ptr, part_ptr,
+    stride_qb, stride_qt, stride_qh, stride_lb, stride_ln, stride_lh,
+    T, HK, N, R, n_per_split, n_splits, scale, seed_hash,
+    TOPK_PAD: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
+    GUMBEL: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    i_q = tl.program_id(0).to(tl.int64)
+    i_bh = tl.program_id(1).to(tl.int64)
+    i_split = tl.program_id(2).to(tl.int64)
+    i_b = i_bh // HK
+    i_h = i_bh % HK
+    offs_q = i_q * BLOCK_Q + tl.arange(0, BLOCK_Q)
+    m_q = offs_q < T
+    vis = tl.load(vis_ptr + i_b * T + offs_q, mask=m_q, other=0).to(tl.int64)
+    n_lo = i_split * n_per_split
+    n_hi = tl.minimum(tl.minimum(n_lo + n_per_split, N), tl.max(vis, 0))
+    if GUMBEL:
+        row_hash = _hash32(_hash32(seed_hash.to(tl.uint32) ^ i_b.to(tl.uint32)) ^ offs_q.to(tl.uint32))
+    p_q = q_ptr + i_b * stride_qb + i_h * stride_qh + offs_q[:, None] * stride_qt
+    p_l = l_ptr + i_b * stride_lb + i_h * stride_lh
+    offs_r = tl.arange(0, BLOCK_R)
+    best = tl.full([BLOCK_Q, TOPK_PAD], SENT, tl.int64)
+    for n0 in range(n_lo, n_hi, BLOCK_N):
+        offs_n = (n0 + tl.arange(0, BLOCK_N)).to(tl.int64)
+        m_n = offs_n < n_hi
+        b_s = tl.zeros([BLOCK_Q, BLOCK_N], dtype=tl.float32)
+        for r0 in range(0, R, BLOCK_R):
+            m_r = (r0 + offs_r) < R
+            b_q = tl.load(p_q + (r0 + offs_r)[None, :], mask=m_q[:, None] & m_r[None, :], other=0.0)
+            b_l = tl.load(p_l + offs_n[:, None] * stride_ln + (r0 + offs_r)[None, :],
+                          mask=m_n[:, None] & m_r[None, :], other=0.0)
+            b_s += tl.dot(b_q, tl.trans(b_l), input_precision=DOT_PRECISION)
+        b_s = b_s * scale
+        if GUMBEL:
+            b_rank = b_s + _gumbel(row_hash, i_h, offs_n)
+        else:
+            b_rank = b_s
+        m_key = (offs_n[None, :] < vis[:, None]) & m_n[None, :] & (b_rank > float("-inf"))
+        key = tl.where(m_key, _pack(b_rank, offs_n[None, :]), SENT)
+        best = _topk_update(best, key)
+    cols = tl.arange(0, TOPK_PAD)
+    p_part = part_ptr + (((i_b * T + offs_q[:, None]) * HK + i_h) * n_splits + i_split) * TOPK_PAD + cols[None, :]
+    tl.store(p_part, best, mask=m_q[:, None])
+
+
+@triton.jit
+def topk_finish_kernel(
+    part_ptr, q_ptr, l_ptr, score_ptr, index_ptr,
+    stride_qb, stride_qt, stride_qh, stride_lb, stride_ln, stride_lh,
+    T, HK, R, width, topk, scale,
+    WIDTH: tl.constexpr, TOPK_PAD: tl.constexpr, BLOCK_R: tl.constexpr, GUMBEL: tl.constexpr,
+):
+    # one program per (b, t, h) row: merge the slices' top-Ks, unpack, write best first
+    i_row = tl.program_id(0).to(tl.int64)
+    offs_w = tl.arange(0, WIDTH)
+    keys = tl.load(part_ptr + i_row * width + offs_w[None, :], mask=offs_w[None, :] < width, other=SENT)
+    cols = tl.arange(0, TOPK_PAD)[None, :]
+    top = tl.full([1, TOPK_PAD], SENT, tl.int64)
+    for i in range(0, topk):
+        x = tl.max(keys, 1)
+        top = tl.where(cols == i, x[:, None], top)
+        keys = tl.where(keys == x[:, None], SENT, keys)
+    valid = top != SENT
+    score, n = _unpack(top)
+    if GUMBEL:
+        # the keys ranked score + noise: recompute the clean scores of the chosen chunks
+        i_h = i_row % HK
+        i_t = (i_row // HK) % T
+        i_b = i_row // HK // T
+        offs_r = tl.arange(0, BLOCK_R)
+        acc = tl.zeros([1, TOPK_PAD], dtype=tl.float32)
+        for r0 in range(0, R, BLOCK_R):
+            m_r = (r0 + offs_r) < R
+            b_q = tl.load(q_ptr + i_b * stride_qb + i_t * stride_qt + i_h * stride_qh + r0 + offs_r,
+                          mask=m_r, other=0.0).to(tl.float32)
+            p_l = l_ptr + i_b * stride_lb + i_h * stride_lh + tl.reshape(n, (TOPK_PAD,))[:, None] * stride_ln
+            b_l = tl.load(p_l + (r0 + offs_r)[None, :], mask=tl.reshape(valid, (TOPK_PAD,))[:, None] & m_r[None, :],
+                          other=0.0).to(tl.float32)
+            acc += tl.reshape(tl.sum(b_l * b_q[None, :], 1), (1, TOPK_PAD))
+        score = acc * scale
+    tl.store(score_ptr + i_row * topk + cols, tl.where(valid, score, float("-inf")), mask=cols < topk)
+    tl.store(index_ptr + i_row * topk + cols, tl.where(valid, n, -1), mask=cols < topk)
+
+
+def landmark_topk_forward(queries, landmarks, topk, visible_upto, scale, gumbel_seed, block_n=None, n_splits=None):
+    """Launches the scan and the merge; shapes as ``landmark_topk_reference``. Returns (scores, indices)."""
+    B, T, HK, R = queries.shape
+    N = landmarks.shape[1]
+    device = queries.device
+    if queries.stride(-1) != 1:
+        queries = queries.contiguous()
+    if landmarks.stride(-1) != 1:
+        landmarks = landmarks.contiguous()
+    vis = visible_upto.to(device=device, dtype=torch.int64).contiguous()
+    topk_pad = max(4, triton.next_power_of_2(topk))
+    block_q = 16 if T <= 16 else 64
+    block_n = block_n or max(64, topk_pad)
+    block_r = min(256, max(16, triton.next_power_of_2(R)))
+    n_tiles = max(1, triton.cdiv(N, block_n))
+    programs = triton.cdiv(T, block_q) * B * HK
+    if n_splits is None:
+        n_splits = min(MAX_SPLITS, n_tiles, max(1, triton.cdiv(TARGET_PROGRAMS, programs)))
+    n_per_split = triton.cdiv(n_tiles, n_splits) * block_n
+    n_splits = max(1, triton.cdiv(N, n_per_split))
+    part = torch.empty(B * T * HK * n_splits * topk_pad, dtype=torch.int64, device=device)
+    gumbel = gumbel_seed is not None
+    # bit 32 set: the kernel keeps the low 32 bits, and the argument never specialises to a constant
+    seed_hash = int(hash32(torch.tensor(gumbel_seed if gumbel else 0, dtype=torch.int64))) | (1 << 32)
+    precision = "ieee" if queries.dtype == torch.float32 else "tf32"
+    strides = (queries.stride(0), queries.stride(1), queries.stride(2),
+               landmarks.stride(0), landmarks.stride(1), landmarks.stride(2))
+    topk_scan_kernel[(triton.cdiv(T, block_q), B * HK, n_splits)](
+        queries, landmarks, vis, part, *strides,
+        T, HK, N, R, n_per_split, n_splits, float(scale), seed_hash,
+        TOPK_PAD=topk_pad, BLOCK_Q=block_q, BLOCK_N=block_n, BLOCK_R=block_r,
+        GUMBEL=gumbel, DOT_PRECISION=precision, num_warps=8 if block_q >= 64 else 4, num_stages=3,
+    )
+    width = n_splits * topk_pad
+    WIDTH = triton.next_power_of_2(width)
+    scores = torch.empty(B, T, HK, topk, dtype=torch.float32, device=device)
+    indices = torch.empty(B, T, HK, topk, dtype=torch.int64, device=device)
+    topk_finish_kernel[(B * T * HK,)](
+        part, queries, landmarks, scores, indices, *strides,
+        T, HK, R, width, topk, float(scale),
+        WIDTH=WIDTH, TOPK_PAD=topk_pad, BLOCK_R=block_r, GUMBEL=gumbel, num_warps=4 if WIDTH <= 1024 else 8,
+    )
+    return scores, indices
