@@ -15,6 +15,8 @@ from .config import ConfigError, HSAConfig
 from .weights import base_name_map
 
 FORMAT = "hsa-memory-checkpoint/1"
+# fields a user may change at inference without retraining; every other field must match
+RUNTIME_FIELDS = ("name", "base", "hsa_topk", "sliding_window", "moe_bias_update_rate", "initializer_range")
 
 
 class CheckpointError(RuntimeError):
@@ -75,7 +77,7 @@ def load_checkpoint(model: torch.nn.Module, path: Path) -> dict[str, str]:
     config, tensors, metadata = read_checkpoint(path)
     ours = model.config.to_dict()
     theirs = config.to_dict()
-    differing = sorted(k for k in ours if k not in ("name", "base") and ours[k] != theirs.get(k))
+    differing = sorted(k for k in ours if k not in RUNTIME_FIELDS and ours[k] != theirs.get(k))
     if differing:
         details = ", ".join(f"{k}: model {ours[k]!r} vs checkpoint {theirs.get(k)!r}" for k in differing[:4])
         raise CheckpointError(f"checkpoint {path} was trained for a different config ({details})")

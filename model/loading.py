@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, read_checkpoint
 from .config import DEFAULT_PRESET, HSAConfig, get_preset
 from .modeling import HSAForCausalLM
 from .tokenizer import ASSETS, load_tokenizer
@@ -50,6 +50,15 @@ def load_model(source: str | HSAConfig | Path = DEFAULT_PRESET, checkpoint: str 
         config = config_for_base(meta, base)
     else:
         config = get_preset(source)
+    if checkpoint == "bundled":
+        checkpoint = bundled_checkpoint(config.name)
+        if checkpoint is None and config.base is not None:
+            log.warning("no trained HSA weights are bundled for %s: memory layers are untrained "
+                        "(the model equals its base; retrieval is random)", config.name)
+    if checkpoint is not None:
+        # the checkpoint decides runtime choices it was trained with (window, top-K); the base stays ours
+        trained_config, _, _ = read_checkpoint(Path(checkpoint))
+        config = HSAConfig.from_dict({**trained_config.to_dict(), "base": config.base, "name": config.name})
     model = HSAForCausalLM(config)
     digest = hashlib.sha256(config.to_json().encode())
     tokenizer_path = None
@@ -60,11 +69,6 @@ def load_model(source: str | HSAConfig | Path = DEFAULT_PRESET, checkpoint: str 
         digest.update(file_sha256(base_path).encode() if base_path.is_file() else str(base_path).encode())
         tokenizer_path = base_path if config.base.get("path") else None
     trained = False
-    if checkpoint == "bundled":
-        checkpoint = bundled_checkpoint(config.name)
-        if checkpoint is None and config.base is not None:
-            log.warning("no trained HSA weights are bundled for %s: memory layers are untrained "
-                        "(retrieval works through search only)", config.name)
     if checkpoint is not None:
         load_checkpoint(model, Path(checkpoint))
         digest.update(file_sha256(Path(checkpoint)).encode())

@@ -33,6 +33,18 @@ class ExternalMemory(Protocol):
         ...
 
 
+def topk_over_landmarks(landmarks: torch.Tensor, positions: torch.Tensor, chunk_ids: torch.Tensor,
+                        queries: torch.Tensor, k: int, visible_upto: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``ExternalMemory.topk`` over a landmark matrix (N, R) whose rows are sorted by stream position."""
+    T, HK, Rh = queries.shape
+    lm = landmarks.to(device=queries.device, dtype=queries.dtype).view(1, -1, HK, Rh)  # (1, N, HK, Rh)
+    # stream positions → number of visible rows
+    visible_rows = torch.searchsorted(positions, visible_upto.cpu().long()).to(queries.device)
+    scores, rows = landmark_topk(queries.unsqueeze(0), lm, k, visible_rows.view(1, T))
+    ids = torch.where(rows >= 0, chunk_ids.to(rows.device)[rows.clamp_min(0)], rows)
+    return scores[0], ids[0]
+
+
 class TensorMemory:
     """An ``ExternalMemory`` over tensors: landmarks (N, R), keys/values (N, S, HK, D).
 
@@ -54,13 +66,7 @@ class TensorMemory:
         return self.landmarks.shape[0]
 
     def topk(self, queries: torch.Tensor, k: int, visible_upto: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        T, HK, Rh = queries.shape
-        lm = self.landmarks.to(queries.device).view(1, -1, HK, Rh)  # (1, N, HK, Rh)
-        # stream positions → number of visible rows (rows are sorted by position)
-        visible_rows = torch.searchsorted(self.positions, visible_upto.cpu().long()).to(queries.device)
-        scores, rows = landmark_topk(queries.unsqueeze(0), lm, k, visible_rows.view(1, T))
-        ids = torch.where(rows >= 0, self.chunk_ids.to(rows.device)[rows.clamp_min(0)], rows)
-        return scores[0], ids[0]
+        return topk_over_landmarks(self.landmarks, self.positions, self.chunk_ids, queries, k, visible_upto)
 
     def kv(self, chunk_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         rows = torch.tensor([self._row_of_id[int(c)] for c in chunk_ids.tolist()], dtype=torch.long)

@@ -214,7 +214,10 @@ class Retrieval(nn.Module):
         queries = queries * self.head_dim ** -0.5
         scores, chunk_ids = router.route(queries, self.topk, positions, gumbel_seed)  # (B, T, HK, K)
         valid = chunk_ids >= 0
-        logits = (scores + self.slot_bias[: scores.shape[-1]]).masked_fill(~valid, float("-inf"))
+        K = scores.shape[-1]
+        # warm-up may route to more slots than hsa_topk: those extra ranks get no bias
+        bias = F.pad(self.slot_bias, (0, max(0, K - self.slot_bias.shape[0])))[:K]
+        logits = (scores + bias).masked_fill(~valid, float("-inf"))
         weights = torch.softmax(logits.float(), dim=-1)
         # a token with no visible chunk gets all-zero weights instead of NaN
         weights = torch.where(valid, weights, torch.zeros_like(weights))
@@ -313,12 +316,14 @@ class HSAModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None,
                 memory: ExternalMemory | None = None, caches: list[KVCache] | None = None,
-                trace: RetrievalTrace | None = None, gumbel_seed: int | None = None) -> torch.Tensor:
+                trace: RetrievalTrace | None = None, gumbel_seed: int | None = None,
+                use_hsa: bool = True, frozen_lower: bool = False) -> torch.Tensor:
         """Hidden states (B, T, d).
 
         With ``memory`` the HSA layers read that external memory. Without it, a full-sequence pass
         (no ``caches``: training) reads the sequence's own chunks (positions must start at 0), and an
-        incremental pass (with ``caches``) leaves the HSA layers silent.
+        incremental pass (with ``caches``) leaves the HSA layers silent. ``use_hsa=False`` silences
+        them always; ``frozen_lower`` runs the lower decoder without autograd (training a frozen base).
         """
         B, T = input_ids.shape
         if positions is None:
@@ -326,9 +331,12 @@ class HSAModel(nn.Module):
         hidden_states = self.embed_tokens(input_ids)
         lower = self.config.num_lower_layers
         indexed = list(enumerate(self.layers))
-        hidden_states = self.run_layers(hidden_states, indexed[:lower], positions, caches)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen_lower):
+            hidden_states = self.run_layers(hidden_states, indexed[:lower], positions, caches)
         router = None
-        if memory is not None:
+        if not use_hsa:
+            pass
+        elif memory is not None:
             router = ExternalRouter(memory, self.config.chunk_size)
         elif caches is None and self.chunk_encoder is not None and T >= self.config.chunk_size:
             encoded = self.encode_sequence_chunks(hidden_states)

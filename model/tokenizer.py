@@ -46,6 +46,11 @@ def load_tokenizer(path: Path | None = None) -> Tokenizer:
     return Tokenizer.from_file(str(path))
 
 
+def render_turn(role: str, content: str) -> str:
+    """One message as a ChatML turn: how events enter the stream and how training renders them."""
+    return f"<|im_start|>{role}\n{content}<|im_end|>\n"
+
+
 def render_chatml(messages: Iterable[Mapping[str, str]], add_generation_prompt: bool = False,
                   system_prompt: str | None = DEFAULT_SYSTEM_PROMPT) -> str:
     """SmolLM2's chat template: a default system turn first unless the messages bring one."""
@@ -54,7 +59,7 @@ def render_chatml(messages: Iterable[Mapping[str, str]], add_generation_prompt: 
     if system_prompt is not None and (not messages or messages[0]["role"] != "system"):
         parts.append(f"<|im_start|>system\n{system_prompt}<|im_end|>\n")
     for message in messages:
-        parts.append(f"<|im_start|>{message['role']}\n{message['content']}<|im_end|>\n")
+        parts.append(render_turn(message["role"], message["content"]))
     if add_generation_prompt:
         parts.append("<|im_start|>assistant\n")
     return "".join(parts)

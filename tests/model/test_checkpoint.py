@@ -35,8 +35,8 @@ def test_truncated_and_garbage_files(tiny_model, tmp_path):
 def test_mismatched_config_and_shapes(tiny_model, tmp_path):
     path = save_checkpoint(tiny_model, tmp_path / "ckpt.safetensors")
     other = get_preset("tiny")
-    other.hsa_topk = 3
-    with pytest.raises(CheckpointError, match="hsa_topk: model 3 vs checkpoint 2"):
+    other.encoder_layers = 2
+    with pytest.raises(CheckpointError, match="encoder_layers: model 2 vs checkpoint 1"):
         load_checkpoint(HSAForCausalLM(other), path)
 
 

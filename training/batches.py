@@ -1,0 +1,83 @@
+"""Examples → token tensors: ChatML turns, labels on the whole reply, evidence chunk positions.
+
+Each message is tokenised as its own ChatML turn (turns start with a special token, so the token
+stream is the concatenation), which gives exact token spans for evidence without offset mapping.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from hsa_memory.model.tokenizer import render_turn
+
+IGNORE = -100
+
+
+@dataclass
+class TokenExample:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE except on the reply tokens (whole reply + <|im_end|>)
+    answer_start: int  # index of the first reply token
+    evidence_chunks: list[int]  # chunk positions holding the evidence
+    task: str
+
+
+def tokenize_example(example, tokenizer, chunk_size: int = 64, question_index: int | None = None,
+                     rng: random.Random | None = None) -> TokenExample:
+    """One training sequence: every message, then one question and its reply."""
+    ids: list[int] = []
+    spans: dict[str, tuple[int, int]] = {}
+    for message in example.messages:
+        turn = tokenizer.encode(render_turn(message.role, message.content), add_special_tokens=False).ids
+        spans[message.id] = (len(ids), len(ids) + len(turn))
+        ids.extend(turn)
+    if not example.questions:
+        return TokenExample(ids, list(ids), 0, [], example.task)
+    if question_index is None:
+        question_index = (rng or random).randrange(len(example.questions))
+    question = example.questions[question_index]
+    ids.extend(tokenizer.encode(render_turn("user", question.text) + "<|im_start|>assistant\n",
+                                add_special_tokens=False).ids)
+    answer_start = len(ids)
+    reply = tokenizer.encode(question.reply + "<|im_end|>\n", add_special_tokens=False).ids
+    ids.extend(reply)
+    labels = [IGNORE] * answer_start + reply
+    # the trailing newline after <|im_end|> is formatting, not answer
+    labels[-1] = IGNORE
+    evidence = sorted(evidence_chunks(example, question, spans, tokenizer, chunk_size))
+    return TokenExample(ids, labels, answer_start, evidence, example.task)
+
+
+def evidence_chunks(example, question, spans, tokenizer, chunk_size: int) -> set[int]:
+    """Chunks holding the evidence: where the answer (or each listed item) sits inside its message.
+
+    Falls back to every chunk of the evidence message when the answer text is not found verbatim.
+    """
+    found: set[int] = set()
+    items = [question.answer] + [part.strip() for part in question.answer.split(",") if part.strip()]
+    for message_id in question.evidence_message_ids:
+        if message_id not in spans:
+            continue
+        message = example.message(message_id)
+        start, stop = spans[message_id]
+        hits = [message.content.find(item) for item in items if item and item in message.content]
+        if not hits:
+            found.update(p // chunk_size for p in range(start, stop))
+            continue
+        head = f"<|im_start|>{message.role}\n" + message.content[: min(hits)]
+        position = start + len(tokenizer.encode(head, add_special_tokens=False).ids)
+        found.add(min(position, stop - 1) // chunk_size)
+    return found
+
+
+def collate(examples: list[TokenExample], length: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-truncate/pad to ``length``: (B, length) inputs and labels."""
+    inputs = torch.full((len(examples), length), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), length), IGNORE, dtype=torch.long)
+    for row, example in enumerate(examples):
+        n = min(length, len(example.input_ids))
+        inputs[row, :n] = torch.tensor(example.input_ids[:n])
+        labels[row, :n] = torch.tensor(example.labels[:n])
+    return inputs, labels

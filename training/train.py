@@ -1,0 +1,185 @@
+"""Train the HSA modules of a retrofitted base: ``python -m hsa_memory.training.train --help``.
+
+Base frozen; trainable: chunk encoder, retrieval + HSA layers, SWA sink logits. Stages follow the
+paper's curriculum adapted to a retrofit (see training/LOG.md): warm-up with every chunk routed
+(``--topk 0``), then sparse top-K, then longer sequences. Checkpoints are the project's tensors
+only, in bf16, resumable; a time budget stops training with a checkpoint before the limit.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import multiprocessing as mp
+import random
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from hsa_memory.model.checkpoint import load_checkpoint, project_parameter_names, save_checkpoint
+from hsa_memory.model.loading import load_model
+from hsa_memory.model.modeling import HSALayer, SelfAttention
+
+from .batches import collate
+from .objectives import answer_loss, base_behaviour, kl_to_base
+from .tasks import job_stream, make_token_example, parse_mix
+
+log = logging.getLogger("hsa_memory.training")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="hsa-smollm2-135m")
+    p.add_argument("--resume", type=Path, help="checkpoint to start from (else fresh HSA modules)")
+    p.add_argument("--out", type=Path, required=True, help="folder for checkpoints and metrics")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=2048)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup-steps", type=int, default=20)
+    p.add_argument("--topk", type=int, default=None, help="routing top-K while training; 0 = every chunk (warm-up)")
+    p.add_argument("--window", type=int, default=None, help="SWA window while training (default: the config's)")
+    p.add_argument("--kl-weight", type=float, default=0.5)
+    p.add_argument("--kl-positions", type=int, default=64)
+    p.add_argument("--mix", default="", help="task weights, e.g. s_niah:0.5,agent_memory:0.5")
+    p.add_argument("--filler", default="corpora", choices=["corpora", "fallback"])
+    p.add_argument("--workers", type=int, default=max(1, (mp.cpu_count() or 2) - 2))
+    p.add_argument("--time-budget", type=float, default=0, help="seconds; stop and checkpoint before this")
+    p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--eval-every", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--init-encoder-from-base", action="store_true", default=True)
+    return p.parse_args(argv)
+
+
+def prepare(args):
+    loaded = load_model(args.preset, checkpoint=args.resume, device=args.device, dtype=torch.float32)
+    model = loaded.model
+    config = model.config
+    if args.window is not None:
+        config.sliding_window = args.window
+        for module in model.modules():
+            if isinstance(module, SelfAttention) and module.causal:
+                module.window = args.window
+    if args.resume is None:
+        init_fresh(model)
+    trainable = set(project_parameter_names(model))
+    params = []
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in trainable)
+        if name in trainable:
+            params.append(param)
+    return loaded, model, params
+
+
+@torch.no_grad()
+def init_fresh(model) -> None:
+    """Encoder layer ← the first upper base layer (it reads the same hidden states); sinks at 0 so they learn."""
+    lower = model.config.num_lower_layers
+    source = model.model.layers[lower + 1] if model.config.layer_types[lower] == "hsa" else model.model.layers[lower]
+    encoder_layer = model.model.chunk_encoder.layers[0]
+    for name, param in encoder_layer.named_parameters():
+        src = dict(source.named_parameters()).get(name)
+        if src is not None and src.shape == param.shape:
+            param.copy_(src)
+    for module in model.modules():
+        if isinstance(module, SelfAttention) and module.sink_logits is not None:
+            module.sink_logits.zero_()
+
+
+def set_topk(model, topk: int | None, seq_len: int) -> None:
+    if topk is None:
+        return
+    k = topk if topk > 0 else max(1, seq_len // model.config.chunk_size)
+    for layer in model.model.layers:
+        if isinstance(layer, HSALayer):
+            layer.retrieval.topk = k
+
+
+def lr_at(step: int, args) -> float:
+    if step < args.warmup_steps:
+        return args.lr * (step + 1) / args.warmup_steps
+    progress = (step - args.warmup_steps) / max(1, args.steps - args.warmup_steps)
+    return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def batches(args, pool, split="train", seed=None):
+    jobs = job_stream(parse_mix(args.mix), args.seq_len - 16, args.seed if seed is None else seed, args.filler, split)
+    buffer = []
+    for example in pool.imap(make_token_example, jobs, chunksize=2):
+        if example is None or len(example.input_ids) > args.seq_len or example.answer_start == 0:
+            continue
+        buffer.append(example)
+        if len(buffer) == args.batch:
+            yield buffer
+            buffer = []
+
+
+def train(args) -> dict:
+    torch.manual_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    loaded, model, params = prepare(args)
+    set_topk(model, args.topk, args.seq_len)
+    optimizer = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    device = torch.device(args.device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    pad = model.config.eos_token_id
+    metrics_path = args.out / "metrics.jsonl"
+    started = time.time()
+    ctx = mp.get_context("spawn")
+    history = []
+    with ctx.Pool(args.workers) as pool:
+        stream = batches(args, pool)
+        for step in range(args.steps):
+            examples = next(stream)
+            inputs, labels = collate(examples, max(len(e.input_ids) for e in examples), pad)
+            inputs, labels = inputs.to(device), labels.to(device)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, args)
+            model.train()
+            with autocast:
+                hidden = model.model(inputs, gumbel_seed=args.seed * 100_000 + step, frozen_lower=True)
+                loss, stats = answer_loss(model, hidden, labels)
+                total = loss
+                if args.kl_weight > 0:
+                    with torch.no_grad(), base_behaviour(model):
+                        teacher = model.model(inputs, use_hsa=False)
+                    kl = kl_to_base(model, hidden, teacher, labels, args.kl_positions)
+                    total = loss + args.kl_weight * kl
+                    stats["kl"] = kl.item()
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0).item()
+            optimizer.step()
+            record = {"step": step, "loss": loss.item(), **stats, "grad_norm": grad_norm, "lr": lr_at(step, args),
+                      "tokens": int(inputs.numel()), "elapsed": time.time() - started,
+                      "tasks": sorted({e.task for e in examples})}
+            history.append(record)
+            with open(metrics_path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            if step % 10 == 0:
+                log.info("step %d loss %.3f exact %.2f kl %.3f (%.0fs)", step, record["loss"], record["exact"],
+                         record.get("kl", 0.0), record["elapsed"])
+            out_of_time = args.time_budget and time.time() - started > args.time_budget
+            if (step + 1) % args.save_every == 0 or step + 1 == args.steps or out_of_time:
+                save_checkpoint(model, args.out / "checkpoint.safetensors", dtype=torch.bfloat16,
+                                extra_metadata={"step": str(step + 1), "saved": datetime.now(timezone.utc).isoformat()})
+            if out_of_time:
+                log.info("time budget reached at step %d", step)
+                break
+    return {"steps": len(history), "last": history[-1] if history else None, "seconds": time.time() - started}
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args = parse_args(argv)
+    summary = train(args)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
