@@ -24,6 +24,7 @@ from hsa_memory.model.loading import load_model
 from hsa_memory.model.modeling import HSALayer, SelfAttention
 
 from .batches import collate
+from .evaluate import evaluate
 from .objectives import answer_loss, base_behaviour, kl_to_base
 from .tasks import job_stream, make_token_example, parse_mix
 
@@ -52,7 +53,9 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--init-encoder-from-base", action="store_true", default=True)
+    p.add_argument("--checkpointing", action="store_true", help="recompute layers in backward (less memory)")
+    p.add_argument("--eval", default="s_niah:2048,s_niah:8192", help="task:length pairs evaluated at the end")
+    p.add_argument("--eval-count", type=int, default=16)
     return p.parse_args(argv)
 
 
@@ -124,6 +127,7 @@ def train(args) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     loaded, model, params = prepare(args)
     set_topk(model, args.topk, args.seq_len)
+    model.model.gradient_checkpointing = args.checkpointing
     optimizer = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
     device = torch.device(args.device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
@@ -171,7 +175,18 @@ def train(args) -> dict:
             if out_of_time:
                 log.info("time budget reached at step %d", step)
                 break
-    return {"steps": len(history), "last": history[-1] if history else None, "seconds": time.time() - started}
+    model.model.gradient_checkpointing = False
+    set_topk(model, model.config.hsa_topk, args.seq_len)
+    evals = []
+    for item in filter(None, args.eval.split(",")):
+        task, _, length = item.partition(":")
+        evals.append(evaluate(model, task, int(length), count=args.eval_count, filler=args.filler))
+        log.info("eval %s", evals[-1])
+    with open(args.out / "eval.jsonl", "a") as handle:
+        for result in evals:
+            handle.write(json.dumps({**result, "steps": len(history)}) + "\n")
+    return {"steps": len(history), "last": history[-1] if history else None, "seconds": time.time() - started,
+            "eval": evals}
 
 
 def main(argv=None):

@@ -71,6 +71,7 @@ _VECTOR_KINDS = {
 # CHARSXP encoding bits in the "levels" part of the flags
 _LATIN1_MASK, _BYTES_MASK = 1 << 2, 1 << 1
 _NA_INTEGER = -(2**31)
+_R_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 
 
 class RDataError(ValueError):
@@ -222,7 +223,6 @@ class _Reader:
             raise self.fail(f"unsupported R object type {sexptype} (byte code, closures' bodies?)")
         if has_attr:
             vector.attributes = self.attributes()
-        assert not has_tag or sexptype in _PAIRLIST_TYPES
         return vector
 
     def string_vector(self) -> list[str | None]:
@@ -366,7 +366,8 @@ def _decompress_blob(blob: bytes, compressed: int, source: str) -> bytes:
         elif kind == b"2":
             out = bz2.decompress(payload)
         elif kind == b"Z":
-            out = lzma.decompress(payload)
+            # R writes a raw LZMA2 stream (no .xz container) with preset 9e
+            out = lzma.decompress(payload, format=lzma.FORMAT_RAW, filters=_R_LZMA_FILTERS)
         else:
             raise RDataError(f"{source}: unknown blob compression type {kind!r}")
     if len(out) != size:
