@@ -163,7 +163,7 @@ class EventLog:
             return
 
     def recover(self) -> int:
-        """Bring the writer's view up to date and cut a torn last record; returns bytes cut.
+        """Bring the writer's view up to date and cut a torn tail; returns the bytes cut.
 
         Call only while holding the writer lock: the cut must not race an append.
         """
@@ -178,17 +178,13 @@ class EventLog:
             return 0
         # appends only grow a file; compaction swaps in a new inode, which is read from the start
         start = self._tail_size if same_file and st.st_size > self._tail_size else 0
-        good_end, last_seq, bad = start, self._last_seq if start else None, False
+        good_end, last_seq = start, self._last_seq if start else None
         for offset, line in self._read_lines(tail, start):
             event = decode_line(line)
-            if event is None:
-                bad = True
-                good_end = offset
-                continue
-            if bad:
-                raise StoreCorrupted(f"event log {tail} has a damaged record at byte {good_end} followed by "
-                                     "valid ones; run verify() and restore the file from a snapshot")
-            good_end, last_seq = offset + len(line), event.seq
+            # a damaged record with valid ones after it stays for verify() to report; only a damaged
+            # tail, an append that never returned, is cut
+            if event is not None:
+                good_end, last_seq = offset + len(line), event.seq
         if last_seq is None:
             last_seq = self._last_seq_before(files)
         cut = st.st_size - good_end

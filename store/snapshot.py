@@ -196,11 +196,15 @@ def _check_member(member: tarfile.TarInfo) -> None:
 def _members(path: Path) -> Iterator[tuple[tarfile.TarInfo, object]]:
     """(member, file object) pairs, each checked for a safe name and type before it is read."""
     with open(path, "rb") as f:
+        stream = _ZstdReader(f)
         try:
-            with tarfile.open(fileobj=_ZstdReader(f), mode="r|") as tar:
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
                 for member in tar:
                     _check_member(member)
                     yield member, tar.extractfile(member)
+            # tar stops at its end marker; the zstd frame (and its checksum) must be complete too
+            while stream.read(BLOCK):
+                pass
         except (tarfile.TarError, EOFError) as exc:
             raise SnapshotTruncated(f"the snapshot's tar stream is cut short or damaged ({exc})") from None
 
