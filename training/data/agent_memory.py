@@ -30,9 +30,8 @@ from typing import Any, Callable, Sequence
 
 from . import chatter, vocab
 from .corpora import Gloss
-from .niah import Filler, fit_length, make_source
 from .records import Example, Message, Question
-from .text import TextSource, trim_to_tokens
+from .text import Filler, TextSource, fit_length, make_source, trim_to_tokens
 
 __all__ = ["agent_memory", "SLOTS", "TOOL_SLOTS"]
 

@@ -20,13 +20,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from . import vocab
-from .corpora import fallback_paragraphs
 from .records import Example, Message, Question
-from .text import TextSource, TokenCounter, split_sentences, trim_to_tokens
+from .text import Filler, TextSource, TokenCounter, fit_length, make_source, split_sentences, trim_to_tokens
 
-__all__ = ["s_niah", "mq_niah", "variable_tracking", "self_copy", "make_source", "Insert", "fit_length"]
-
-Filler = Sequence[str] | TextSource | None
+__all__ = ["s_niah", "mq_niah", "variable_tracking", "self_copy", "Insert", "build_haystack"]
 
 NEEDLE_TEMPLATES = (
     "The special magic {noun} for {key} is: {value}.",
@@ -72,17 +69,6 @@ class Insert:
     # filled in when placed
     message_id: str = ""
     actual_depth: float = 0.0
-
-
-def make_source(filler: Filler, count_tokens: TokenCounter | Any | None) -> TextSource:
-    """A :class:`TextSource` from paragraphs (or the committed fallback text when ``None``)."""
-    if isinstance(filler, TextSource):
-        if count_tokens is not None:
-            raise ValueError("filler is a TextSource, which counts tokens its own way; leave count_tokens=None")
-        return filler
-    if filler is None:
-        return TextSource(fallback_paragraphs(), count_tokens, name="fallback")
-    return TextSource(filler, count_tokens)
 
 
 def _avoid_pattern(strings: Sequence[str]) -> Callable[[str], bool]:
@@ -151,12 +137,12 @@ def _to_messages(source: TextSource, placed: list[list[tuple[str, list[Insert]]]
                  message_tokens: int) -> list[Message]:
     count = source.count
     # a unit is a run of text that stays in one message
-    units: list[tuple[str, list[Insert], bool]] = []  # (text, inserts, starts a paragraph)
+    units: list[tuple[str, list[Insert]]] = []
     for pieces in placed:
         text = " ".join(t for t, _ in pieces)
         inserts = [i for _, ins in pieces for i in ins]
         if layout == "single" or count(text) <= message_tokens:
-            units.append((text, inserts, True))
+            units.append((text, inserts))
             continue
         # a long paragraph is cut at sentence ends into runs of at most message_tokens
         runs: list[tuple[list[str], list[Insert]]] = [([], [])]
@@ -170,11 +156,10 @@ def _to_messages(source: TextSource, placed: list[list[tuple[str, list[Insert]]]
                 runs[-1][0].append(sentence)
                 runs[-1][1].extend(ins)
                 used += n
-        for k, (sentences, ins) in enumerate(runs):
-            units.append((" ".join(sentences), ins, k == 0))
+        units += [(" ".join(sentences), ins) for sentences, ins in runs]
     groups: list[tuple[list[str], list[Insert]]] = []
     used = 0
-    for text, inserts, _ in units:
+    for text, inserts in units:
         n = count(text)
         if not groups or (layout != "single" and used + n > message_tokens):
             groups.append(([], []))
@@ -198,32 +183,9 @@ def build_haystack(source: TextSource, filler_tokens: int, inserts: list[Insert]
     """Filler of about ``filler_tokens`` tokens from ``source`` (from paragraph ``start``), with inserts placed."""
     if layout not in ("paragraphs", "single"):
         raise ValueError(f"unknown layout {layout!r}; use 'paragraphs' or 'single'")
-    paragraphs = source.take(random.Random(0), filler_tokens, avoid=avoid, start=start) if filler_tokens > 0 else []
+    paragraphs = source.take(None, filler_tokens, avoid=avoid, start=start) if filler_tokens > 0 else []
     placed = _place(source.count, paragraphs, inserts)
     return _to_messages(source, placed, layout, message_tokens)
-
-
-def fit_length(build: Callable[[int], Example], target_tokens: int, count: TokenCounter,
-               tolerance: float = 0.01) -> Example:
-    """Call ``build(filler_tokens)`` until the rendering is within ``tolerance`` of ``target_tokens``."""
-    example = build(0)
-    overhead = example.n_tokens(count)
-    if overhead > target_tokens:
-        raise ValueError(
-            f"target_tokens={target_tokens} is below the {overhead} tokens the {example.task} example needs "
-            f"without any filler; raise target_tokens or use fewer needles"
-        )
-    filler = target_tokens - overhead
-    n = overhead
-    for _ in range(5):
-        example = build(filler)
-        n = example.n_tokens(count)
-        if abs(n - target_tokens) <= max(4, tolerance * target_tokens):
-            break
-        filler += target_tokens - n
-    example.metadata["n_tokens"] = n
-    example.metadata["target_tokens"] = target_tokens
-    return example
 
 
 def _key(rng: random.Random, used: set[str], split: str) -> str:

@@ -174,7 +174,6 @@ class _Reader:
         sexptype = flags & 0xFF
         levels = flags >> 12
         has_attr = bool(flags & (1 << 9))
-        has_tag = bool(flags & (1 << 10))
 
         if sexptype == NILVALUE_SXP:
             return None

@@ -13,7 +13,13 @@ import random
 import re
 from typing import Any, Callable, Sequence
 
+from .fallback import FALLBACK_PARAGRAPHS
+from .records import Example
+
 __all__ = [
+    "Filler",
+    "fit_length",
+    "make_source",
     "TokenCounter",
     "estimate_tokens",
     "resolve_counter",
@@ -121,7 +127,7 @@ class TextSource:
             n = self._counts[index] = self.count(self.paragraphs[index])
         return n
 
-    def take(self, rng: random.Random, n_tokens: int, *, avoid: Callable[[str], bool] | None = None,
+    def take(self, rng: random.Random | None, n_tokens: int, *, avoid: Callable[[str], bool] | None = None,
              start: int | None = None, join_cost: int = 0) -> list[str]:
         """Consecutive paragraphs totalling about ``n_tokens`` (never more), from a random start.
 
@@ -131,6 +137,8 @@ class TextSource:
         """
         out: list[str] = []
         size = len(self.paragraphs)
+        if start is None and rng is None:
+            raise ValueError("take() needs an rng or a start paragraph")
         index = rng.randrange(size) if start is None else start % size
         budget = n_tokens
         skipped = 0
@@ -151,3 +159,40 @@ class TextSource:
                 out.append(piece)
             break
         return out
+
+
+Filler = Sequence[str] | TextSource | None
+
+
+def make_source(filler: Filler, count_tokens: TokenCounter | Any | None) -> TextSource:
+    """A :class:`TextSource` from paragraphs (or the committed fallback text when ``None``)."""
+    if isinstance(filler, TextSource):
+        if count_tokens is not None:
+            raise ValueError("filler is a TextSource, which counts tokens its own way; leave count_tokens=None")
+        return filler
+    if filler is None:
+        return TextSource(FALLBACK_PARAGRAPHS, count_tokens, name="fallback")
+    return TextSource(filler, count_tokens)
+
+
+def fit_length(build: Callable[[int], Example], target_tokens: int, count: TokenCounter,
+               tolerance: float = 0.01) -> Example:
+    """Call ``build(filler_tokens)`` until the rendering is within ``tolerance`` of ``target_tokens``."""
+    example = build(0)
+    overhead = example.n_tokens(count)
+    if overhead > target_tokens:
+        raise ValueError(
+            f"target_tokens={target_tokens} is below the {overhead} tokens the {example.task} example needs "
+            f"without any filler; raise target_tokens or ask for less (fewer needles, facts or questions)"
+        )
+    filler = target_tokens - overhead
+    n = overhead
+    for _ in range(5):
+        example = build(filler)
+        n = example.n_tokens(count)
+        if abs(n - target_tokens) <= max(4, tolerance * target_tokens):
+            break
+        filler += target_tokens - n
+    example.metadata["n_tokens"] = n
+    example.metadata["target_tokens"] = target_tokens
+    return example
