@@ -25,9 +25,11 @@ __all__ = ["TASKS", "DEFAULT_WEIGHTS", "Sources", "TaskMixture", "lm_segment"]
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("lm", "s_niah", "mq_niah", "vt", "self_copy", "agent_memory")
+TASKS = ("lm", "s_niah", "mq_niah", "variable_tracking", "self_copy", "agent_memory")
 # plain text keeps the model fluent; retrieval tasks teach the memory where to look
-DEFAULT_WEIGHTS = {"lm": 0.3, "s_niah": 0.15, "mq_niah": 0.1, "vt": 0.1, "self_copy": 0.05, "agent_memory": 0.3}
+DEFAULT_WEIGHTS = {
+    "lm": 0.3, "s_niah": 0.15, "mq_niah": 0.1, "variable_tracking": 0.1, "self_copy": 0.05, "agent_memory": 0.3,
+}
 
 
 @dataclass
@@ -148,7 +150,7 @@ class TaskMixture:
             "lm": lambda seed, n, **kw: lm_segment(seed, n, s.lm, **kw),
             "s_niah": lambda seed, n, **kw: s_niah(seed, n, filler=s.haystack, split=niah_split, **kw),
             "mq_niah": lambda seed, n, **kw: mq_niah(seed, n, filler=s.haystack, split=niah_split, **kw),
-            "vt": lambda seed, n, **kw: variable_tracking(seed, n, filler=s.haystack, **kw),
+            "variable_tracking": lambda seed, n, **kw: variable_tracking(seed, n, filler=s.haystack, **kw),
             "self_copy": lambda seed, n, **kw: self_copy(seed, n, filler=s.haystack, **kw),
             "agent_memory": lambda seed, n, **kw: agent_memory(
                 seed, n, split=self.split, filler=s.haystack, glosses=s.glosses, quotes=s.quotes, **kw),

@@ -14,6 +14,7 @@ True
 from __future__ import annotations
 
 import bisect
+import datetime as dt
 import random
 import re
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ COPY_QUESTIONS = (
 COPY_PREFIX_WORDS = 8
 
 # haystack messages get synthetic times one minute apart from this moment
-HAYSTACK_START = (2024, 1, 1, 9, 0)
+HAYSTACK_START = dt.datetime(2024, 1, 1, 9, 0)
 
 
 @dataclass
@@ -77,11 +78,7 @@ def _avoid_pattern(strings: Sequence[str]) -> Callable[[str], bool]:
 
 
 def _time(index: int) -> str:
-    year, month, day, hour, minute = HAYSTACK_START
-    minute += index
-    hour, minute = hour + minute // 60, minute % 60
-    day, hour = day + hour // 24, hour % 24
-    return f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}"
+    return (HAYSTACK_START + dt.timedelta(minutes=index)).strftime("%Y-%m-%dT%H:%M")
 
 
 def _place(count: TokenCounter, paragraphs: list[str], inserts: list[Insert]) -> list[list[tuple[str, list[Insert]]]]:
@@ -332,7 +329,7 @@ def variable_tracking(seed: int, target_tokens: int = 2048, *, num_chains: int =
         answer = ", ".join(chain)
         question = Question(VT_QUESTIONS[template].format(value=value), answer, evidence, "variable_tracking",
                             VT_RESPONSE.format(value=value, answer=answer), {"variables": chain, "value": value})
-        return Example("vt", seed, messages, [question], {
+        return Example("variable_tracking", seed, messages, [question], {
             "chains": [{"value": v, "variables": ch, "depths": d} for v, ch, d in chains],
             "statements": [{"text": i.text, "tag": i.tag, "message_id": i.message_id,
                             "actual_depth": i.actual_depth} for i in inserts],
