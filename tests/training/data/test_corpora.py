@@ -174,3 +174,9 @@ def test_real_austen_corpus_sizes():
     assert list(books) == list(corpora.AUSTEN_BOOKS)
     assert sum(len(b) for b in books.values()) > 9000
     assert len(corpora.load_corpus("austen", split="heldout")) > 900
+
+
+def test_install_without_apt_explains(fake_debs, monkeypatch):
+    monkeypatch.setattr(corpora.shutil, "which", lambda name: None)
+    with pytest.raises(corpora.CorpusUnavailable, match="apt-get not found.*copy it here"):
+        corpora.load_corpus("kjv", install=True)
