@@ -109,8 +109,8 @@ class LandmarkCache:
              new_rows: list[tuple[int, int]], full: bool) -> None:
         """Fold in what the catalog says: ``new_rows`` are (chunk id, landmark row) past ``rows_seen``,
         or, when ``full``, every live row (the generation or file changed)."""
-        rows = read_rows(path, self.dim, np.array([r for _, r in new_rows], dtype=np.int64))
-        ids = np.array([c for c, _ in new_rows], dtype=np.int64)
+        rows = read_rows(path, self.dim, np.fromiter((r for _, r in new_rows), dtype=np.int64, count=len(new_rows)))
+        ids = np.fromiter((c for c, _ in new_rows), dtype=np.int64, count=len(new_rows))
         if full:
             # fresh buffers: views handed out before must keep showing what they showed
             self._n = 0

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from . import landmarks as landmark_file
 from . import segments
@@ -51,6 +51,21 @@ M, C, S, F = MemoryRow, ChunkRow, SegmentRow, ForgottenRange
 # SQLite caps bound parameters; id lists go to the catalog in slices of this size
 ID_BATCH = 500
 
+# the read path's queries, built once: building a statement costs more than running it
+_mc, _cc, _sc = M.__table__.c, C.__table__.c, S.__table__.c
+REFS = (select(_cc.id, _cc.kv_sha256, _cc.tier, _cc.byte_offset, _cc.length, _sc.file, _sc.codec)
+        .join(S.__table__, (_sc.memory_id == _cc.memory_id) & (_sc.id == _cc.segment_id))
+        .where(_cc.memory_id == bindparam("mid"), _cc.id.in_(bindparam("ids", expanding=True)),
+               _cc.deleted.is_(False)))
+CATALOG_TOKEN = select(_mc.generation, _mc.next_segment_id).where(_mc.id == bindparam("mid"))
+# chunk locations kept per process (about 200 bytes each)
+REFS_CACHE = 100_000
+LANDMARK_STATE = select(_mc.generation, _mc.landmark_file, _mc.landmark_rows).where(_mc.id == bindparam("mid"))
+LANDMARK_ROWS = (select(_cc.id, _cc.landmark_row)
+                 .where(_cc.memory_id == bindparam("mid"), _cc.deleted.is_(False),
+                        _cc.landmark_row >= bindparam("lo"), _cc.landmark_row < bindparam("hi"))
+                 .order_by(_cc.landmark_row))
+
 
 class MemoryStore:
     """One memory on disk. Create with ``MemoryStore.create``, reopen with ``MemoryStore.open``.
@@ -76,6 +91,9 @@ class MemoryStore:
         self._lock = WriterLock(paths.lock)
         self._tiers = TieredStore(self.layout, policy.hot_bytes, policy.hot_device)
         self._landmarks = LandmarkCache(self.layout.landmark_dim)
+        self._paths_cache: dict[str, Path] = {}
+        self._refs_cache: dict[int, ChunkRef] = {}
+        self._refs_token: tuple | None = None
         self._closed = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -318,16 +336,12 @@ class MemoryStore:
         with cache.lock:
             for _ in range(5):
                 with self._catalog.read() as conn:
-                    mem = conn.execute(select(M.generation, M.landmark_file, M.landmark_rows)
-                                       .where(M.id == self._memory_id)).one()
+                    mem = conn.execute(LANDMARK_STATE, {"mid": self._memory_id}).one()
                     need = cache.needs(mem.generation, mem.landmark_file, mem.landmark_rows)
                     if need is not None:
-                        q = (select(C.id, C.landmark_row)
-                             .where(C.memory_id == self._memory_id, C.deleted.is_(False),
-                                    C.landmark_row < mem.landmark_rows))
-                        if need == "tail":
-                            q = q.where(C.landmark_row >= cache.rows_seen)
-                        pairs = [(r.id, r.landmark_row) for r in conn.execute(q.order_by(C.landmark_row))]
+                        lo = cache.rows_seen if need == "tail" else 0
+                        pairs = conn.execute(LANDMARK_ROWS, {"mid": self._memory_id, "lo": lo,
+                                                             "hi": mem.landmark_rows}).all()
                 if need is None:
                     return cache.tensors(device)
                 try:
@@ -339,21 +353,37 @@ class MemoryStore:
                 return cache.tensors(device)
         raise StoreCorrupted(f"landmark file keeps vanishing under {self.paths.root}; run verify()")
 
-    def _refs(self, chunk_ids: list[int]) -> list[ChunkRef]:
-        found: dict[int, ChunkRef] = {}
+    def _refs(self, chunk_ids: list[int], fresh: bool = False) -> list[ChunkRef]:
+        """Where the chunks are. Cached per process while neither ``generation`` (forgets) nor
+        ``next_segment_id`` (every segment rewrite makes a new one) moves, so a hit costs one
+        tiny query instead of a lookup per id."""
         with self._catalog.read() as conn:
-            for i in range(0, len(chunk_ids), ID_BATCH):
-                batch = chunk_ids[i: i + ID_BATCH]
-                q = (select(C.id, C.kv_sha256, C.tier, C.byte_offset, C.length, S.file, S.codec)
-                     .join(S, (S.memory_id == C.memory_id) & (S.id == C.segment_id))
-                     .where(C.memory_id == self._memory_id, C.id.in_(batch), C.deleted.is_(False)))
-                for r in conn.execute(q):
-                    found[r.id] = ChunkRef(r.id, r.kv_sha256, r.tier, self.paths.root / r.file,
-                                           r.byte_offset, r.length, r.codec)
+            token = tuple(conn.execute(CATALOG_TOKEN, {"mid": self._memory_id}).one())
+            if fresh or token != self._refs_token:
+                self._refs_cache.clear()
+                self._refs_token = token
+            cache = self._refs_cache
+            found = {cid: ref for cid in chunk_ids if (ref := cache.get(cid)) is not None}
+            unknown = [cid for cid in dict.fromkeys(chunk_ids) if cid not in found]
+            if len(cache) + len(unknown) > REFS_CACHE:
+                cache.clear()
+            for i in range(0, len(unknown), ID_BATCH):
+                batch = unknown[i: i + ID_BATCH]
+                for r in conn.execute(REFS, {"mid": self._memory_id, "ids": batch}):
+                    found[r.id] = cache[r.id] = ChunkRef(r.id, r.kv_sha256, r.tier, self._segment_path(r.file),
+                                                         r.byte_offset, r.length, r.codec)
         missing = [cid for cid in chunk_ids if cid not in found]
         if missing:
             raise ChunkNotFound(missing)
         return [found[cid] for cid in chunk_ids]
+
+    def _segment_path(self, file: str) -> Path:
+        path = self._paths_cache.get(file)
+        if path is None:
+            if len(self._paths_cache) > 4096:
+                self._paths_cache.clear()
+            path = self._paths_cache[file] = self.paths.root / file
+        return path
 
     def get_kv(self, chunk_ids: Any, device: str | None = None,
                dtype: "torch.dtype | None" = None) -> tuple["torch.Tensor", "torch.Tensor"]:
@@ -366,7 +396,7 @@ class MemoryStore:
 
         ids = [int(i) for i in (chunk_ids.tolist() if hasattr(chunk_ids, "tolist") else chunk_ids)]
         for attempt in range(5):
-            refs = self._refs(ids)
+            refs = self._refs(ids, fresh=attempt > 0)
             try:
                 kvs = self._tiers.get(refs)
                 break
@@ -506,7 +536,7 @@ class MemoryStore:
                 "last_seq": self._events.peek_last_seq(),
                 "chunks": live, "forgotten_chunks": dead, "encoded_upto_seq": mem.encoded_upto_seq,
                 "landmark_rows": mem.landmark_rows, "tiers": tiers,
-                "hot": {"bytes": hot.bytes, "entries": len(hot._entries), "hits": hot.hits, "misses": hot.misses},
+                "hot": {"bytes": hot.bytes, "entries": hot.entries, "hits": hot.hits, "misses": hot.misses},
                 "disk_bytes": _disk_bytes(self.paths.root), "catalog": self._catalog.engine.dialect.name}
 
 

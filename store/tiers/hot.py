@@ -20,6 +20,10 @@ class HotTier(Tier):
         self.hits = 0
         self.misses = 0
 
+    @property
+    def entries(self) -> int:
+        return len(self._entries)
+
     def contains(self, ref: ChunkRef) -> bool:
         with self._lock:
             return (ref.chunk_id, ref.kv_sha256) in self._entries

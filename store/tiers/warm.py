@@ -4,11 +4,16 @@ from __future__ import annotations
 import mmap
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from ..errors import StoreCorrupted
 from .base import ChunkRef
 from .disk import DiskTier
+
+
+# maps kept open per process; an old one may pin a segment another process already deleted
+MAX_MAPS = 256
 
 
 class WarmTier(DiskTier):
@@ -17,7 +22,7 @@ class WarmTier(DiskTier):
     def __init__(self, layout):
         super().__init__(layout)
         self._lock = threading.Lock()
-        self._maps: dict[Path, mmap.mmap] = {}
+        self._maps: OrderedDict[Path, mmap.mmap] = OrderedDict()
 
     def read(self, ref: ChunkRef) -> bytes:
         end = ref.offset + ref.length
@@ -38,6 +43,9 @@ class WarmTier(DiskTier):
             os.close(fd)
         with self._lock:
             self._maps[path] = m
+            self._maps.move_to_end(path)
+            while len(self._maps) > MAX_MAPS:
+                self._maps.popitem(last=False)
         return m
 
     def remove(self, ref: ChunkRef) -> None:
