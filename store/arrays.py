@@ -103,14 +103,14 @@ def to_landmark_rows(landmarks: Any, n: int, dim: int) -> np.ndarray:
     return rows
 
 
-def raw_kv_to_torch(raw: bytes | np.ndarray, layout: KVLayout) -> tuple[Any, Any]:
-    """One chunk's raw bytes → (keys, values) tensors in the layout dtype, on the CPU."""
+def raw_kv_to_torch(raws: list[bytes], layout: KVLayout) -> list[tuple[Any, Any]]:
+    """Chunks' raw bytes → (keys, values) per chunk, views into one CPU tensor in the layout dtype."""
     import torch
 
     target = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[layout.kv_dtype]
-    words = np.frombuffer(raw, dtype=np.int16 if layout.itemsize == 2 else np.float32).copy()
+    words = np.frombuffer(b"".join(raws), dtype=np.int16 if layout.itemsize == 2 else np.float32).copy()
     t = torch.from_numpy(words)
     if layout.itemsize == 2:
         t = t.view(target)
-    t = t.view(2, *layout.kv_shape)  # (2, S, HK, D)
-    return t[0], t[1]
+    t = t.view(len(raws), 2, *layout.kv_shape)  # (n, 2, S, HK, D)
+    return [(t[i, 0], t[i, 1]) for i in range(len(raws))]

@@ -21,10 +21,16 @@ class DiskTier(Tier):
         return ref.tier == self.name
 
     def get(self, ref: ChunkRef) -> KV | None:
-        if ref.tier != self.name:
-            return None
-        raw = codecs.get(ref.codec).decode(self.read(ref), self.layout)
-        return raw_kv_to_torch(raw, self.layout)
+        return self.get_many([ref])[0]
+
+    def get_many(self, refs: list[ChunkRef]) -> list[KV | None]:
+        # one tensor for the whole batch: per-chunk tensor set-up costs more than the copy
+        mine = [i for i, ref in enumerate(refs) if ref.tier == self.name]
+        raws = [codecs.get(refs[i].codec).decode(self.read(refs[i]), self.layout) for i in mine]
+        out: list[KV | None] = [None] * len(refs)
+        for i, kv in zip(mine, raw_kv_to_torch(raws, self.layout) if raws else []):
+            out[i] = kv
+        return out
 
     def read(self, ref: ChunkRef) -> bytes:
         raise NotImplementedError

@@ -46,6 +46,9 @@ class HotTier(Tier):
         size = keys.nbytes + values.nbytes
         if size > self.budget_bytes:
             return
+        if keys.untyped_storage().nbytes() + values.untyped_storage().nbytes() > 2 * size:
+            # a view into a batch read would pin the whole batch: keep a copy of just this chunk
+            keys, values = keys.clone(), values.clone()
         key = (ref.chunk_id, ref.kv_sha256)
         with self._lock:
             old = self._entries.pop(key, None)
