@@ -1,0 +1,107 @@
+"""Landmark top-K: Triton against the reference.
+
+Scenarios: decode (one query, the landmark axis split over programs and merged), runs of 63 and 300
+queries, R = 100 (padded tile), causal visibility with fewer visible chunks than K (empty slots),
+K = 1 and K = 64, Gumbel selection reproduced bit for bit, split and unsplit scans agreeing, and
+no intermediate of size (queries × chunks).
+"""
+import pytest
+import torch
+
+from hsa_memory.kernels import landmark_topk
+from hsa_memory.kernels.topk_retrieval import landmark_topk_reference, landmark_topk_triton
+
+
+def make_inputs(device, dtype, B, T, HK, R, N, causal):
+    torch.manual_seed(42)
+    queries = torch.randn(B, T, HK, R, device=device, dtype=dtype)
+    landmarks = torch.randn(B, N, HK, R, device=device, dtype=dtype)
+    if causal:
+        visible_upto = torch.randint(0, N + 1, (B, T), device=device)
+        visible_upto[:, 0] = 0  # a query that sees nothing
+    else:
+        visible_upto = torch.full((B, T), N, device=device)
+    return queries, landmarks, visible_upto
+
+
+def check_same_topk(ref, tri, assert_close, tol=1e-5, ranked_by_score=True):
+    (s_ref, i_ref), (s_tri, i_tri) = ref, tri
+    assert i_tri.shape == i_ref.shape and i_tri.dtype == torch.int64
+    # same sets of chunks per (query, head); empty slots (-1) agree too
+    assert torch.equal(i_ref.sort(-1).values, i_tri.sort(-1).values)
+    assert torch.equal(torch.isinf(s_ref), torch.isinf(s_tri))
+    finite = torch.isfinite(s_ref)
+    assert_close("scores", s_ref[finite], s_tri[finite], tol)
+    if ranked_by_score:  # best first (with Gumbel noise the rank is score + noise)
+        assert (s_tri[..., :-1] >= s_tri[..., 1:]).all()
+
+
+CASES = {
+    # name: B, T, HK, R, N, topk, causal
+    "decode-split": (1, 1, 1, 64, 3000, 8, False),
+    "t63-r100-causal": (2, 63, 2, 100, 70, 5, True),
+    "t300-k-over-visible": (1, 300, 1, 32, 40, 16, True),
+    "k1": (1, 20, 2, 16, 100, 1, False),
+    "k64": (1, 5, 1, 16, 150, 64, False),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_matches_reference(case, device, assert_close):
+    B, T, HK, R, N, topk, causal = CASES[case]
+    queries, landmarks, visible_upto = make_inputs(device, torch.float32, B, T, HK, R, N, causal)
+    ref = landmark_topk_reference(queries, landmarks, topk, visible_upto, scale=0.125)
+    tri = landmark_topk_triton(queries, landmarks, topk, visible_upto, scale=0.125)
+    check_same_topk(ref, tri, assert_close)
+
+
+def test_dtypes(dtype, device, assert_close):
+    queries, landmarks, visible_upto = make_inputs(device, dtype, 1, 20, 1, 64, 200, True)
+    ref = landmark_topk_reference(queries, landmarks, 8, visible_upto)
+    tri = landmark_topk_triton(queries, landmarks, 8, visible_upto)
+    check_same_topk(ref, tri, assert_close)
+
+
+@pytest.mark.parametrize("T", [1, 37])
+def test_gumbel_selection_is_reproduced(T, device, assert_close):
+    queries, landmarks, visible_upto = make_inputs(device, torch.float32, 2, T, 2, 24, 150, T > 1)
+    ref = landmark_topk_reference(queries, landmarks, 6, visible_upto, gumbel_seed=1234)
+    tri = landmark_topk_triton(queries, landmarks, 6, visible_upto, gumbel_seed=1234)
+    check_same_topk(ref, tri, assert_close, ranked_by_score=False)
+    clean = landmark_topk_triton(queries, landmarks, 6, visible_upto)
+    assert not torch.equal(clean[1], tri[1])  # the noise changed the selection somewhere
+
+
+def test_split_and_unsplit_scans_agree(device):
+    from hsa_memory.kernels.topk_retrieval.triton import landmark_topk_forward
+
+    queries, landmarks, visible_upto = make_inputs(device, torch.float32, 1, 3, 1, 32, 1000, True)
+    one = landmark_topk_forward(queries, landmarks, 12, visible_upto, 1.0, None, n_splits=1)
+    many = landmark_topk_forward(queries, landmarks, 12, visible_upto, 1.0, None, n_splits=7)
+    assert torch.equal(one[1], many[1]) and torch.equal(one[0], many[0])
+
+
+def test_no_queries_by_chunks_intermediate(device, monkeypatch):
+    queries, landmarks, visible_upto = make_inputs(device, torch.float32, 1, 40, 1, 16, 2000, False)
+    sizes = []
+    empty, zeros, full = torch.empty, torch.zeros, torch.full
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: sizes.append(empty(*a, **k).numel()) or empty(*a, **k))
+    monkeypatch.setattr(torch, "zeros", lambda *a, **k: sizes.append(zeros(*a, **k).numel()) or zeros(*a, **k))
+    monkeypatch.setattr(torch, "full", lambda *a, **k: sizes.append(full(*a, **k).numel()) or full(*a, **k))
+    landmark_topk_triton(queries, landmarks, 4, visible_upto)
+    assert max(sizes) < 40 * 2000 // 10
+
+
+def test_public_function_dispatches(device):
+    queries, landmarks, visible_upto = make_inputs(device, torch.float32, 1, 5, 1, 16, 90, True)
+    ref = landmark_topk(queries, landmarks, 4, visible_upto, backend="reference")
+    tri = landmark_topk(queries, landmarks, 4, visible_upto, backend="triton")
+    assert torch.equal(ref[1].sort(-1).values, tri[1].sort(-1).values)
+
+
+def test_rejects_bad_inputs(device):
+    queries, landmarks, visible_upto = make_inputs(device, torch.float32, 1, 5, 1, 16, 90, True)
+    with pytest.raises(ValueError, match=r"visible_upto must be \(B, T\) = \(1, 5\)"):
+        landmark_topk_triton(queries, landmarks, 4, visible_upto[:, :2])
+    with pytest.raises(ValueError, match="topk must be in 1..256"):
+        landmark_topk_triton(queries, landmarks, 0, visible_upto)
