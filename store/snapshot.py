@@ -30,7 +30,7 @@ from sqlalchemy import delete, insert, select, update
 
 from . import codecs, segments
 from . import landmarks as landmark_file
-from .catalog import Catalog, ChunkRow, ForgottenRange, MemoryRow, SegmentRow, SnapshotRow, sqlite_url
+from .catalog import Catalog, ChunkRow, ForgottenRange, MemoryRow, SegmentRow, SnapshotRow
 from .errors import (ModelMismatch, SnapshotChecksumError, SnapshotError, SnapshotTruncated, SnapshotVersionError,
                      StoreExists, UnsafeSnapshotPath)
 from .events import decode_line, encode_event
@@ -50,7 +50,6 @@ BLOCK = 1 << 20
 IMPORT_BATCH = 2048
 
 
-# ---------------------------------------------------------------- export
 
 def export(store, path: Path) -> dict:
     """Stage the members, hash them, then write the tar with the manifest first; atomic on disk."""
@@ -141,7 +140,6 @@ def _record(catalog: Catalog, memory_id: str, kind: str, path: Path, digest: str
                                                 format_version=FORMAT_VERSION, created_us=now_us()))
 
 
-# ---------------------------------------------------------------- reading
 
 class _ZstdReader(io.RawIOBase):
     """A zstd stream that raises ``SnapshotTruncated`` when the file ends inside the frame."""
@@ -373,7 +371,6 @@ def check(path: Path, expected_model_id: str | None, expected_weight_hash: str |
     return checker.manifest
 
 
-# ---------------------------------------------------------------- import
 
 def import_snapshot(store_cls, path: Path, target: Path, expected_model_id: str | None,
                     expected_weight_hash: str | None, reencode: bool, catalog_url: str | None, policy):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -96,7 +97,6 @@ class MemoryStore:
         self._refs_token: tuple | None = None
         self._closed = False
 
-    # ---------------------------------------------------------------- lifecycle
 
     @classmethod
     def create(cls, path: str | Path, layout: KVLayout, model_id: str, weight_hash: str,
@@ -105,6 +105,7 @@ class MemoryStore:
         paths = StorePaths(Path(path))
         if paths.root.exists() and any(paths.root.iterdir()):
             raise StoreExists(f"{paths.root} is not empty; open it with MemoryStore.open or pick a new path")
+        made_root = not paths.root.exists()
         paths.root.mkdir(parents=True, exist_ok=True)
         paths.make_dirs()
         catalog = Catalog(catalog_url or sqlite_url(str(paths.catalog)))
@@ -122,6 +123,9 @@ class MemoryStore:
             paths.write_meta(memory_id, "sqlite" if catalog_url is None else "external")
         except BaseException:
             catalog.close()
+            # a half-made store would block the next create; remove what this call made
+            if made_root:
+                shutil.rmtree(paths.root, ignore_errors=True)
             raise
         return cls(paths, catalog, memory_id, policy or TierPolicy())
 
@@ -179,7 +183,6 @@ class MemoryStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ---------------------------------------------------------------- writer lock and recovery
 
     @contextmanager
     def writer(self, timeout: float | None = None) -> Iterator["MemoryStore"]:
@@ -209,7 +212,6 @@ class MemoryStore:
 
             remove_durably(*orphans)
 
-    # ---------------------------------------------------------------- events
 
     def append_event(self, text: str, role: str, time: datetime, metadata: dict | None = None) -> int:
         """Append one event; it is on disk (fsync'd) when this returns its sequence number."""
@@ -239,7 +241,6 @@ class MemoryStore:
             row = conn.execute(select(M.encoded_upto_seq, M.ingest_state).where(M.id == self._memory_id)).one()
         return row.encoded_upto_seq, bytes(row.ingest_state or b"")
 
-    # ---------------------------------------------------------------- chunks
 
     def add_chunks(self, chunks: Sequence[NewChunk], landmarks: Any, keys: Any, values: Any,
                    ingest_state: bytes, encoded_upto_seq: int) -> list[int]:
@@ -428,7 +429,6 @@ class MemoryStore:
             raise ChunkNotFound(missing)
         return [_chunk_info(rows[cid]) for cid in ids]
 
-    # ---------------------------------------------------------------- forget, tiers, compaction
 
     def forget(self, chunk_ids: Any = None, before: datetime | None = None, after: datetime | None = None,
                where: dict | None = None) -> int:
@@ -481,7 +481,6 @@ class MemoryStore:
 
         return compact(self)
 
-    # ---------------------------------------------------------------- integrity, snapshots, stats
 
     def verify(self) -> VerifyReport:
         """Check every checksum and cross-reference; ``ok`` is False and ``problems`` says what is wrong."""

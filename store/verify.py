@@ -7,9 +7,7 @@ of truth: damage there is reported, never papered over.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from sqlalchemy import delete, select, update
 from . import codecs, segments
 from . import landmarks as landmark_file
 from .catalog import ChunkRow, ForgottenRange, MemoryRow, SegmentRow
-from .errors import RepairNeedsRebuild, StoreCorrupted, StoreError
+from .errors import RepairNeedsRebuild, StoreCorrupted
 from .events import IntervalSet
 from .fsio import is_temp_name, remove_durably
 from .migrations import LATEST, schema_version
@@ -27,9 +25,6 @@ from .records import VerifyReport
 
 log = logging.getLogger(__name__)
 M, C, S, F = MemoryRow, ChunkRow, SegmentRow, ForgottenRange
-
-DERIVED = ("kv", "landmarks", "catalog")
-
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

@@ -12,7 +12,6 @@ Scenarios:
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from hsa_memory.store import MemoryStore, TierPolicy, codecs

@@ -10,7 +10,9 @@ Scenarios:
 - bad input (shapes, positions, seqs past the log) changes nothing;
 - unknown and forgotten ids raise ChunkNotFound; forgotten chunks keep a row with no text until compaction;
 - forget by ids, time range and metadata, closed over shared events; a second instance sees all of it;
-- the writer lock is re-entrant, and another writer waits or gets StoreLocked.
+- the writer lock is re-entrant, and another writer waits or gets StoreLocked;
+- on a GPU (skipped without one): landmarks and K/V come back on the device asked for, the hot
+  tier can live there, and device results equal the CPU ones.
 """
 import json
 import threading
@@ -212,3 +214,34 @@ def test_layout_is_validated(tmp_path):
         KVLayout(kv_dtype="int4")
     with pytest.raises(InvalidChunks, match="head_dim"):
         KVLayout(head_dim=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_device_results(tmp_path):
+    from hsa_memory.store import TierPolicy
+
+    store = MemoryStore.create(tmp_path / "mem", LAYOUT, "m", "h", policy=TierPolicy(hot_device="cuda"))
+    try:
+        feed = Feeder(store)
+        feed.events_and_chunks(3)
+        rows, ids = store.landmarks(device="cuda")
+        assert rows.is_cuda and ids.is_cuda and ids.tolist() == [1, 2, 3]
+        feed.events_and_chunks(2)  # only the new rows travel to the device
+        rows, ids = store.landmarks(device="cuda")
+        assert torch.equal(rows.cpu(), store.landmarks()[0]) and ids.tolist() == [1, 2, 3, 4, 5]
+        # chunks added from CUDA tensors, read back on CUDA through a CUDA hot tier
+        seq = feed.event("from the gpu")
+        k, v = (torch.from_numpy(a).cuda() for a in kv_for(5))
+        store.add_chunks([NewChunk(5, 320, 384, T0, T0, ["user"], "g", seq, seq)],
+                         torch.from_numpy(landmark_for(5)).cuda(), k, v, b"", seq)
+        for _ in range(2):  # a cold read, then a hot hit
+            keys, values = store.get_kv([6, 2], device="cuda", dtype=torch.float32)
+            assert keys.is_cuda and keys.dtype == torch.float32
+            assert torch.equal(keys[0].cpu(), expected_kv(5)[0].float())
+            assert torch.equal(values[1].cpu(), expected_kv(1)[1].float())
+        assert store.stats()["hot"]["hits"] >= 2
+        store.forget(chunk_ids=[2])
+        rows, ids = store.landmarks(device="cuda")
+        assert ids.tolist() == [1, 3, 4, 5, 6] and torch.equal(rows.cpu(), store.landmarks()[0])
+    finally:
+        store.close()

@@ -8,7 +8,6 @@ Scenarios:
 """
 import threading
 
-import numpy as np
 import torch
 
 from hsa_memory.store import codecs, segments
