@@ -390,8 +390,9 @@ class MemoryStore:
                dtype: "torch.dtype | None" = None) -> tuple["torch.Tensor", "torch.Tensor"]:
         """Keys and values ``(n, S, HK, D)`` of the given chunks, in the order asked.
 
-        Walks hot → warm → cold and caches what it decodes in the hot tier. ``dtype`` defaults to
-        the layout's. Raises ``ChunkNotFound`` for unknown or forgotten ids.
+        Walks hot → warm → cold and caches what it decodes in the hot tier. ``device`` defaults to
+        the CPU (wherever the hot tier lives), ``dtype`` to the layout's. Raises ``ChunkNotFound``
+        for unknown or forgotten ids.
         """
         import torch
 
@@ -410,8 +411,9 @@ class MemoryStore:
             shape = (0, *self.layout.kv_shape)
             empty = torch.empty(shape, dtype=dtype or _torch_dtype(self.layout), device=device)
             return empty, empty.clone()
-        keys = torch.stack([k.to(device) for k, _ in kvs])  # (n, S, HK, D)
-        values = torch.stack([v.to(device) for _, v in kvs])  # (n, S, HK, D)
+        target = torch.device(device) if device is not None else torch.device("cpu")
+        keys = torch.stack([k.to(target) for k, _ in kvs])  # (n, S, HK, D)
+        values = torch.stack([v.to(target) for _, v in kvs])  # (n, S, HK, D)
         if dtype is not None:
             keys, values = keys.to(dtype), values.to(dtype)
         return keys, values
@@ -447,11 +449,11 @@ class MemoryStore:
             raise InvalidForget("forget() needs chunk_ids, before/after or where; nothing was forgotten")
         with self.writer(), self._catalog.write() as conn:
             mid = self._memory_id
-            known = set()
-            for batch in _batches(sorted(ids)):
-                known.update(conn.execute(select(C.id).where(C.memory_id == mid, C.id.in_(batch))).scalars())
-            if ids - known:
-                raise ChunkNotFound(sorted(ids - known))
+            # ids below next_chunk_id were handed out: forgetting one again (even after compaction) is a no-op
+            next_id = conn.execute(select(M.next_chunk_id).where(M.id == mid)).scalar()
+            unknown = sorted(i for i in ids if not 1 <= i < next_id)
+            if unknown:
+                raise ChunkNotFound(unknown)
             old = IntervalSet.of((r.lo, r.hi) for r in conn.execute(select(F.lo, F.hi).where(F.memory_id == mid)))
             live = [(e.seq, not flt.empty and flt.matches(e)) for e in self._events.iterate(0, old)]
             spans = [(r.id, r.first_seq, r.last_seq) for r in conn.execute(

@@ -141,6 +141,9 @@ def test_unknown_and_forgotten_ids(store):
     assert [e.seq for e in store.events()] == [1, 3]
     with pytest.raises(ChunkNotFound):
         store.forget(chunk_ids=[42])
+    assert store.forget(chunk_ids=[2]) == 0  # again: nothing new, no error
+    store.compact()
+    assert store.forget(chunk_ids=[2]) == 0  # even once its row is gone
     with pytest.raises(InvalidForget):
         store.forget()
     assert ids == [1, 2, 3]
@@ -234,6 +237,7 @@ def test_device_results(tmp_path):
         k, v = (torch.from_numpy(a).cuda() for a in kv_for(5))
         store.add_chunks([NewChunk(5, 320, 384, T0, T0, ["user"], "g", seq, seq)],
                          torch.from_numpy(landmark_for(5)).cuda(), k, v, b"", seq)
+        assert not store.get_kv([1])[0].is_cuda  # no device asked: the CPU, though hot lives on the GPU
         for _ in range(2):  # a cold read, then a hot hit
             keys, values = store.get_kv([6, 2], device="cuda", dtype=torch.float32)
             assert keys.is_cuda and keys.dtype == torch.float32
