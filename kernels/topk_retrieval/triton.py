@@ -5,7 +5,7 @@ ascending" (the reference's stable tie order), so a top-K is a max over keys and
 bookkeeping. ``topk_scan_kernel`` gives each program a block of queries and one slice of the
 landmark axis; it streams landmark tiles through the matrix units and keeps a per-query top-K in
 registers: a tile whose keys all fall under every query's current K-th best is dropped after one
-compare, and survivors are inserted largest first (at most K rounds per tile).
+compare; a few survivors are inserted largest first, many take one merge by sorting networks.
 ``topk_finish_kernel`` merges the slices' partial top-Ks (split-K, for decode: one query against
 262,144 landmarks is spread over up to 128 programs) and unpacks scores and indices.
 Nothing of size (queries × chunks) is ever stored.
@@ -20,6 +20,8 @@ from .reference import hash32
 
 # the key of an empty slot: below every packed (score, chunk) key
 SENT: tl.constexpr = tl.constexpr(-(2 ** 63))
+# a tile with more survivors than this (for some query) is merged by sorting, not by insertion
+INSERT_LIMIT = 4
 # split-K over landmarks: aim for this many programs, each slice at least one tile, at most this many slices
 TARGET_PROGRAMS = 528
 MAX_SPLITS = 128
@@ -60,19 +62,34 @@ def _unpack(key):
 
 
 @triton.jit
-def _topk_update(best, key):
-    # running top-K (unsorted) of each row of best (rows, K), updated with one tile of keys (rows, N).
-    # Survivors (keys above the row's K-th best) are inserted largest first, replacing the minimum; after
-    # K insertions the rest are smaller than everything inserted, so a tile costs at most K rounds.
+def _leading(x, HALVINGS: tl.constexpr):
+    # the first x.shape[1] / 2**HALVINGS columns of x (rows, cols)
+    for _ in tl.static_range(HALVINGS):
+        x = tl.reshape(x, (x.shape[0], 2, x.shape[1] // 2))
+        x, _rest = tl.split(tl.permute(x, (0, 2, 1)))
+    return x
+
+
+@triton.jit
+def _topk_update(best, key, LOG_N_OVER_K: tl.constexpr, INSERT_LIMIT: tl.constexpr):
+    # running top-K of each row of best (rows, K), updated with one tile of keys (rows, N).
+    # A tile without survivors (keys above the row's K-th best) costs one compare. A few survivors are
+    # inserted largest first, replacing the row's minimum (after K insertions the rest cannot enter);
+    # more than INSERT_LIMIT take one sorted merge (bitonic networks, each stage a shuffle on the GPU).
     cand = tl.where(key > tl.min(best, 1)[:, None], key, SENT)
     n_cand = tl.max(tl.sum((cand != SENT).to(tl.int32), 1), 0)
-    cols = tl.arange(0, best.shape[1])
-    for _ in range(0, tl.minimum(n_cand, best.shape[1])):
-        x = tl.max(cand, 1)
-        low, pos = tl.min(best, 1, return_indices=True)
-        take = (cols[None, :] == pos[:, None]) & (x > low)[:, None]
-        best = tl.where(take, x[:, None], best)
-        cand = tl.where(cand == x[:, None], SENT, cand)
+    if n_cand > INSERT_LIMIT:
+        top = _leading(tl.sort(key, 1, descending=True), LOG_N_OVER_K)
+        both = tl.reshape(tl.join(best, top), (best.shape[0], 2 * best.shape[1]))
+        best = _leading(tl.sort(both, 1, descending=True), 1)
+    else:
+        cols = tl.arange(0, best.shape[1])
+        for _ in range(0, tl.minimum(n_cand, best.shape[1])):
+            x = tl.max(cand, 1)
+            low, pos = tl.min(best, 1, return_indices=True)
+            take = (cols[None, :] == pos[:, None]) & (x > low)[:, None]
+            best = tl.where(take, x[:, None], best)
+            cand = tl.where(cand == x[:, None], SENT, cand)
     return best
 
 
@@ -82,7 +99,7 @@ def topk_scan_kernel(
     stride_qb, stride_qt, stride_qh, stride_lb, stride_ln, stride_lh,
     T, HK, N, R, n_per_split, n_splits, scale, seed_hash,
     TOPK_PAD: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
-    GUMBEL: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    LOG_N_OVER_K: tl.constexpr, INSERT_LIMIT: tl.constexpr, GUMBEL: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     i_q = tl.program_id(0).to(tl.int64)
     i_bh = tl.program_id(1).to(tl.int64)
@@ -117,7 +134,7 @@ def topk_scan_kernel(
             b_rank = b_s
         m_key = (offs_n[None, :] < vis[:, None]) & m_n[None, :] & (b_rank > float("-inf"))
         key = tl.where(m_key, _pack(b_rank, offs_n[None, :]), SENT)
-        best = _topk_update(best, key)
+        best = _topk_update(best, key, LOG_N_OVER_K, INSERT_LIMIT)
     cols = tl.arange(0, TOPK_PAD)
     p_part = part_ptr + (((i_b * T + offs_q[:, None]) * HK + i_h) * n_splits + i_split) * TOPK_PAD + cols[None, :]
     tl.store(p_part, best, mask=m_q[:, None])
@@ -128,18 +145,22 @@ def topk_finish_kernel(
     part_ptr, q_ptr, l_ptr, score_ptr, index_ptr,
     stride_qb, stride_qt, stride_qh, stride_lb, stride_ln, stride_lh,
     T, HK, R, width, topk, scale,
-    WIDTH: tl.constexpr, TOPK_PAD: tl.constexpr, BLOCK_R: tl.constexpr, GUMBEL: tl.constexpr,
+    WIDTH: tl.constexpr, TOPK_PAD: tl.constexpr, BLOCK_R: tl.constexpr, LOG_W_OVER_K: tl.constexpr,
+    SORT: tl.constexpr, GUMBEL: tl.constexpr,
 ):
     # one program per (b, t, h) row: merge the slices' top-Ks, unpack, write best first
     i_row = tl.program_id(0).to(tl.int64)
     offs_w = tl.arange(0, WIDTH)
     keys = tl.load(part_ptr + i_row * width + offs_w[None, :], mask=offs_w[None, :] < width, other=SENT)
     cols = tl.arange(0, TOPK_PAD)[None, :]
-    top = tl.full([1, TOPK_PAD], SENT, tl.int64)
-    for i in range(0, topk):
-        x = tl.max(keys, 1)
-        top = tl.where(cols == i, x[:, None], top)
-        keys = tl.where(keys == x[:, None], SENT, keys)
+    if SORT:
+        top = _leading(tl.sort(keys, 1, descending=True), LOG_W_OVER_K)
+    else:
+        top = tl.full([1, TOPK_PAD], SENT, tl.int64)
+        for i in range(0, topk):
+            x = tl.max(keys, 1)
+            top = tl.where(cols == i, x[:, None], top)
+            keys = tl.where(keys == x[:, None], SENT, keys)
     valid = top != SENT
     score, n = _unpack(top)
     if GUMBEL:
@@ -162,8 +183,17 @@ def topk_finish_kernel(
     tl.store(index_ptr + i_row * topk + cols, tl.where(valid, n, -1), mask=cols < topk)
 
 
-def landmark_topk_forward(queries, landmarks, topk, visible_upto, scale, gumbel_seed, block_n=None, n_splits=None):
-    """Launches the scan and the merge; shapes as ``landmark_topk_reference``. Returns (scores, indices)."""
+def _log2(x: int) -> int:
+    return x.bit_length() - 1
+
+
+def landmark_topk_forward(queries, landmarks, topk, visible_upto, scale, gumbel_seed, block_n=None, n_splits=None,
+                          sort=None, num_warps=None, num_stages=3):
+    """Launches the scan and the merge; shapes as ``landmark_topk_reference``. Returns (scores, indices).
+
+    ``sort`` (default: on CUDA) lets tiles with many survivors merge by sorting networks; Triton's CPU
+    interpreter runs those element by element, so there it inserts survivors one by one instead.
+    """
     B, T, HK, R = queries.shape
     N = landmarks.shape[1]
     device = queries.device
@@ -175,7 +205,8 @@ def landmark_topk_forward(queries, landmarks, topk, visible_upto, scale, gumbel_
     topk_pad = max(4, triton.next_power_of_2(topk))
     block_q = 16 if T <= 16 else 64
     block_n = block_n or max(64, topk_pad)
-    block_r = min(256, max(16, triton.next_power_of_2(R)))
+    # a landmark tile of at most 32 KiB per pipeline stage
+    block_r = min(128 if queries.element_size() == 4 else 256, max(16, triton.next_power_of_2(R)))
     n_tiles = max(1, triton.cdiv(N, block_n))
     programs = triton.cdiv(T, block_q) * B * HK
     if n_splits is None:
@@ -184,6 +215,7 @@ def landmark_topk_forward(queries, landmarks, topk, visible_upto, scale, gumbel_
     n_splits = max(1, triton.cdiv(N, n_per_split))
     part = torch.empty(B * T * HK * n_splits * topk_pad, dtype=torch.int64, device=device)
     gumbel = gumbel_seed is not None
+    sort = queries.is_cuda if sort is None else sort
     # bit 32 set: the kernel keeps the low 32 bits, and the argument never specialises to a constant
     seed_hash = int(hash32(torch.tensor(gumbel_seed if gumbel else 0, dtype=torch.int64))) | (1 << 32)
     precision = "ieee" if queries.dtype == torch.float32 else "tf32"
@@ -193,7 +225,9 @@ def landmark_topk_forward(queries, landmarks, topk, visible_upto, scale, gumbel_
         queries, landmarks, vis, part, *strides,
         T, HK, N, R, n_per_split, n_splits, float(scale), seed_hash,
         TOPK_PAD=topk_pad, BLOCK_Q=block_q, BLOCK_N=block_n, BLOCK_R=block_r,
-        GUMBEL=gumbel, DOT_PRECISION=precision, num_warps=8 if block_q >= 64 else 4, num_stages=3,
+        LOG_N_OVER_K=_log2(block_n // topk_pad), INSERT_LIMIT=INSERT_LIMIT if sort else block_n,
+        GUMBEL=gumbel, DOT_PRECISION=precision,
+        num_warps=num_warps or (8 if block_q >= 64 else 4), num_stages=num_stages,
     )
     width = n_splits * topk_pad
     WIDTH = triton.next_power_of_2(width)
@@ -202,6 +236,7 @@ def landmark_topk_forward(queries, landmarks, topk, visible_upto, scale, gumbel_
     topk_finish_kernel[(B * T * HK,)](
         part, queries, landmarks, scores, indices, *strides,
         T, HK, R, width, topk, float(scale),
-        WIDTH=WIDTH, TOPK_PAD=topk_pad, BLOCK_R=block_r, GUMBEL=gumbel, num_warps=4 if WIDTH <= 1024 else 8,
+        WIDTH=WIDTH, TOPK_PAD=topk_pad, BLOCK_R=block_r, LOG_W_OVER_K=_log2(WIDTH // topk_pad), SORT=sort,
+        GUMBEL=gumbel, num_warps=4 if WIDTH <= 1024 else 8,
     )
     return scores, indices

@@ -81,6 +81,18 @@ def test_split_and_unsplit_scans_agree(device):
     assert torch.equal(one[1], many[1]) and torch.equal(one[0], many[0])
 
 
+@pytest.mark.parametrize("sort", [False, True])
+def test_merge_by_insertion_and_by_sorting(sort, device, assert_close):
+    # the GPU merges tiles with many survivors by sorting networks, the CPU interpreter by insertion
+    # (its sorts run element by element): check both paths on a tiny scan
+    from hsa_memory.kernels.topk_retrieval.triton import landmark_topk_forward
+
+    queries, landmarks, visible_upto = make_inputs(device, torch.float32, 1, 2, 1, 16, 130, False)
+    ref = landmark_topk_reference(queries, landmarks, 3, visible_upto)
+    tri = landmark_topk_forward(queries, landmarks, 3, visible_upto, 1.0, None, n_splits=2, sort=sort)
+    check_same_topk(ref, tri, assert_close)
+
+
 def test_no_queries_by_chunks_intermediate(device, monkeypatch):
     queries, landmarks, visible_upto = make_inputs(device, torch.float32, 1, 40, 1, 16, 2000, False)
     sizes = []

@@ -1,0 +1,308 @@
+"""Kernel benchmarks for issue 8: HSA training, decode and prefill against dense attention; SWA options.
+
+Run on a CUDA machine: ``python bench/kernels.py [--out DIR] [--quick]``. Prints markdown tables
+(median times) and writes them, with the raw numbers, to DIR (default: the current directory).
+Every row that fails is kept with its error, so a miss shows what limited it.
+
+Inputs are random bf16 (never zeros). HSA chunk selections are causal and uniform over the visible
+chunks (duplicates possible), chunk weights a softmax of random scores. Decode steps are timed as
+CUDA-graph replays (the launches of one step are a few microseconds of GPU work each).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+import traceback
+
+import torch
+import torch.nn.functional as F
+import triton
+from triton.testing import do_bench, do_bench_cudagraph
+
+from hsa_memory.kernels.hsa_attention import hsa_attention_triton
+from hsa_memory.kernels.swa import sliding_window_attention_triton
+from hsa_memory.kernels.topk_retrieval import landmark_topk_triton
+
+DEVICE = "cuda"
+DT = torch.bfloat16
+S = 64
+ROWS: dict[str, list[dict]] = {}
+
+
+def ms(fn, graph=False, rep=200):
+    if graph:
+        return do_bench_cudagraph(fn, rep=rep, return_mode="median")
+    return do_bench(fn, warmup=50, rep=rep, return_mode="median")
+
+
+def record(table, row):
+    ROWS.setdefault(table, []).append(row)
+    print(table, json.dumps(row), flush=True)
+
+
+def attempt(table, row, body):
+    try:
+        row.update(body())
+    except Exception as exc:  # a failed row is a result too: keep what limited it
+        row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        traceback.print_exc()
+    torch.cuda.empty_cache()
+    record(table, row)
+
+
+def causal_chunk_idx(L, K, HK=1):
+    t = torch.arange(L, device=DEVICE).view(1, L, 1, 1)
+    visible = t // S
+    idx = (torch.rand(1, L, HK, K, device=DEVICE) * visible).long()
+    return torch.where(torch.arange(K, device=DEVICE) < visible, idx, -1)
+
+
+# ---------------------------------------------------------------- ceilings
+def ceilings():
+    x = torch.randn(2 ** 28, device=DEVICE, dtype=DT)  # 512 MiB
+    y = torch.empty_like(x)
+    t = ms(lambda: y.copy_(x))
+    a = torch.randn(8192, 8192, device=DEVICE, dtype=DT)
+    b = torch.randn(8192, 8192, device=DEVICE, dtype=DT)
+    tg = ms(lambda: a @ b)
+    return {"copy_TBps": 2 * x.numel() * 2 / t / 1e9, "bf16_gemm_TFLOPs": 2 * 8192 ** 3 / tg / 1e9}
+
+
+# ---------------------------------------------------------------- training
+def training(lengths, ks):
+    HQ, HK, D = 16, 1, 64
+    for L in lengths:
+        row = {"L": L}
+
+        def sdpa():
+            q, k, v = (torch.randn(1, HQ, L, D, device=DEVICE, dtype=DT, requires_grad=True) for _ in range(3))
+            do = torch.randn(1, HQ, L, D, device=DEVICE, dtype=DT)
+
+            def step():
+                F.scaled_dot_product_attention(q, k, v, is_causal=True).backward(do)
+
+            return {"sdpa_fwd_bwd_ms": ms(step, rep=300 if L <= 32768 else 1000)}
+
+        attempt("training", row, sdpa)
+        for K in ks:
+            for forward in ("chunk", "token"):
+                row = {"L": L, "K": K, "forward": forward}
+
+                def hsa():
+                    q = torch.randn(1, L, HQ, D, device=DEVICE, dtype=DT, requires_grad=True)
+                    mk = torch.randn(1, L, HK, D, device=DEVICE, dtype=DT, requires_grad=True)
+                    mv = torch.randn(1, L, HK, D, device=DEVICE, dtype=DT, requires_grad=True)
+                    idx = causal_chunk_idx(L, K)
+                    w = torch.randn(1, L, HK, K, device=DEVICE).softmax(-1).to(DT).requires_grad_()
+                    do = torch.randn(1, L, HQ, D, device=DEVICE, dtype=DT)
+                    leaves = [q, mk, mv, w]
+
+                    def fwd():
+                        return hsa_attention_triton(q, mk, mv, idx, w, forward=forward)
+
+                    def step():
+                        fwd().backward(do)
+
+                    with torch.no_grad():
+                        t_fwd = ms(fwd)
+                    t_all = ms(step, rep=300)
+                    pairs = int((idx >= 0).sum())
+                    # matmul work: 4 products of (HQ rows × 64 keys × D) per pair fwd... counted as 2 fwd + 5 bwd
+                    flops = pairs * HQ * S * D * 2 * (2 + 5)
+                    torch.cuda.reset_peak_memory_stats()
+                    base = torch.cuda.memory_allocated()
+                    step()
+                    peak = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+                    for x in leaves:
+                        x.grad = None
+                    return {"fwd_ms": t_fwd, "fwd_bwd_ms": t_all, "pairs": pairs,
+                            "TFLOPs": flops / t_all / 1e9, "peak_extra_MiB": peak}
+
+                attempt("training", row, hsa)
+        row = {"L": L, "op": "landmark_topk train (T=L, N=L/64, R=256, K=32, causal)"}
+
+        def topk_train():
+            N = L // S
+            qr = torch.randn(1, L, 1, 256, device=DEVICE, dtype=DT)
+            lm = torch.randn(1, N, 1, 256, device=DEVICE, dtype=DT)
+            vis = (torch.arange(L, device=DEVICE) // S).view(1, L)
+            return {"topk_ms": ms(lambda: landmark_topk_triton(qr, lm, 32, vis, gumbel_seed=1))}
+
+        attempt("training", row, topk_train)
+
+
+# ---------------------------------------------------------------- decode
+def decode(memories, topk=32, R=256):
+    HQ, HK, D = 16, 1, 64
+    for M in memories:
+        N = M // S
+        row = {"memory_tokens": M, "landmarks": N}
+
+        def body():
+            out = {}
+            qr = torch.randn(1, 1, HK, R, device=DEVICE, dtype=DT)
+            lm = torch.randn(1, N, HK, R, device=DEVICE, dtype=DT)
+            vis = torch.full((1, 1), N, device=DEVICE)
+            q = torch.randn(1, 1, HQ, D, device=DEVICE, dtype=DT)
+            mk = torch.randn(1, M, HK, D, device=DEVICE, dtype=DT)
+            mv = torch.randn(1, M, HK, D, device=DEVICE, dtype=DT)
+            scores, idx = landmark_topk_triton(qr, lm, topk, vis)
+            w = scores.softmax(-1).to(DT)
+
+            def step():
+                s, i = landmark_topk_triton(qr, lm, topk, vis)
+                return hsa_attention_triton(q, mk, mv, i, s.softmax(-1).to(DT))
+
+            with torch.no_grad():
+                out["topk_us"] = 1e3 * ms(lambda: landmark_topk_triton(qr, lm, topk, vis), graph=True)
+                out["hsa_us"] = 1e3 * ms(lambda: hsa_attention_triton(q, mk, mv, idx, w), graph=True)
+                out["step_us"] = 1e3 * ms(step, graph=True)
+                out["step_eager_us"] = 1e3 * ms(step)
+                lm2 = lm.view(N, R)
+                out["torch_topk_us"] = 1e3 * ms(lambda: torch.topk(qr.view(1, R) @ lm2.T, topk), graph=True)
+            floor_bytes = N * R * 2 + topk * S * D * 2 * 2 * HK
+            out["floor_bytes_MB"] = floor_bytes / 1e6
+            out["floor_us_at_3TBps"] = floor_bytes / 3.0e12 * 1e6
+            out["step_GBps"] = floor_bytes / (out["step_us"] * 1e-6) / 1e9
+            out["topk_GBps"] = N * R * 2 / (out["topk_us"] * 1e-6) / 1e9
+            try:
+                with torch.no_grad():
+                    qd = q.transpose(1, 2)
+                    kd, vd = mk.transpose(1, 2), mv.transpose(1, 2)  # (1, HK, M, D)
+                    out["dense_sdpa_us"] = 1e3 * ms(lambda: F.scaled_dot_product_attention(qd, kd, vd, enable_gqa=True))
+                    out["dense_floor_us"] = 2 * M * D * 2 * HK / 3.0e12 * 1e6
+            except Exception as exc:
+                out["dense_sdpa_us"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:100]}"
+            return out
+
+        attempt("decode", row, body)
+
+
+# ---------------------------------------------------------------- prefill
+def prefill(M=16 * 2 ** 20, T=512, topk=32, R=256):
+    HQ, HK, D = 16, 1, 64
+    N = M // S
+    row = {"memory_tokens": M, "queries": T}
+
+    def body():
+        out = {}
+        qr = torch.randn(1, T, HK, R, device=DEVICE, dtype=DT)
+        lm = torch.randn(1, N, HK, R, device=DEVICE, dtype=DT)
+        vis = torch.full((1, T), N, device=DEVICE)
+        q = torch.randn(1, T, HQ, D, device=DEVICE, dtype=DT)
+        mk = torch.randn(1, M, HK, D, device=DEVICE, dtype=DT)
+        mv = torch.randn(1, M, HK, D, device=DEVICE, dtype=DT)
+
+        def step():
+            s, i = landmark_topk_triton(qr, lm, topk, vis)
+            return hsa_attention_triton(q, mk, mv, i, s.softmax(-1).to(DT))
+
+        def torch_topk():
+            return torch.topk(qr.view(T, R) @ lm.view(N, R).T, topk)
+
+        with torch.no_grad():
+            for name, fn in (("step", step), ("topk", lambda: landmark_topk_triton(qr, lm, topk, vis)),
+                             ("torch_topk", torch_topk)):
+                out[f"{name}_ms"] = ms(fn)
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                base = torch.cuda.memory_allocated()
+                fn()
+                torch.cuda.synchronize()
+                out[f"{name}_peak_extra_MiB"] = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+        out["scores_flop_TFLOPs"] = 2 * T * N * R / (out["topk_ms"] * 1e-3) / 1e12
+        return out
+
+    attempt("prefill", row, body)
+
+
+# ---------------------------------------------------------------- SWA
+def swa(lengths, windows):
+    from hsa_memory.kernels.swa.flex import sliding_window_attention_flex
+
+    B, HQ, HK, D = 1, 9, 3, 64
+    for T in lengths:
+        for window in windows:
+            q = torch.randn(B, T, HQ, D, device=DEVICE, dtype=DT, requires_grad=True)
+            k = torch.randn(B, T, HK, D, device=DEVICE, dtype=DT, requires_grad=True)
+            v = torch.randn(B, T, HK, D, device=DEVICE, dtype=DT, requires_grad=True)
+            sink = torch.zeros(HQ, device=DEVICE, requires_grad=True)
+            do = torch.randn(B, T, HQ, D, device=DEVICE, dtype=DT)
+            leaves = [q, k, v, sink]
+
+            def timed(fn):
+                def step():
+                    fn().backward(do)
+
+                return lambda: {"fwd_bwd_ms": ms(step, rep=300), "fwd_ms": ms(lambda: fn().detach())}
+
+            options = {
+                "triton (sink)": lambda: sliding_window_attention_triton(q, k, v, window, sink_logits=sink),
+                "flex (sink by lse)": lambda: sliding_window_attention_flex(q, k, v, window, sink_logits=sink),
+            }
+            qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+            pos = torch.arange(T, device=DEVICE)
+            mask = (pos.view(-1, 1) >= pos.view(1, -1)) & (pos.view(-1, 1) - pos.view(1, -1) < window)
+            options["sdpa bool mask (no sink)"] = lambda: F.scaled_dot_product_attention(
+                qt, kt.repeat_interleave(HQ // HK, 1), vt.repeat_interleave(HQ // HK, 1), attn_mask=mask)
+            options["sdpa causal, no window (floor)"] = lambda: F.scaled_dot_product_attention(
+                qt, kt, vt, is_causal=True, enable_gqa=True)
+            for name, fn in options.items():
+                attempt("swa", {"T": T, "window": window, "option": name}, timed(fn))
+                for x in leaves:
+                    x.grad = None
+            del mask
+
+
+def markdown():
+    lines = []
+    for table, rows in ROWS.items():
+        keys = []
+        for r in rows:
+            keys += [k for k in r if k not in keys]
+        lines.append(f"\n### {table}\n")
+        lines.append("| " + " | ".join(keys) + " |")
+        lines.append("|" + "---|" * len(keys))
+        for r in rows:
+            cells = []
+            for k in keys:
+                v = r.get(k, "")
+                cells.append(f"{v:.4g}" if isinstance(v, float) else str(v))
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=".")
+    parser.add_argument("--quick", action="store_true", help="small sizes only (a smoke run)")
+    parser.add_argument("--only", default="ceilings,training,decode,prefill,swa")
+    args = parser.parse_args()
+    only = args.only.split(",")
+    start = time.time()
+    print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__, flush=True)
+    if "ceilings" in only:
+        attempt("ceilings", {}, ceilings)
+    if "training" in only:
+        training([4096, 8192] if args.quick else [4096, 8192, 16384, 32768, 65536, 131072], [16, 32])
+    if "decode" in only:
+        decode([65536, 2 ** 20] if args.quick else [65536, 2 ** 20, 4 * 2 ** 20, 16 * 2 ** 20])
+    if "prefill" in only:
+        prefill(M=2 ** 20 if args.quick else 16 * 2 ** 20)
+    if "swa" in only:
+        swa([8192] if args.quick else [8192, 32768], [512, 4096])
+    text = markdown()
+    print(text)
+    print(f"\ntotal {time.time() - start:.0f} s")
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "bench_kernels.md"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(args.out, "bench_kernels.json"), "w") as f:
+        json.dump(ROWS, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
