@@ -19,6 +19,10 @@ def _pg_connect():
 
 def _pg_reason() -> str | None:
     try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        return "psycopg2 is not installed (pip install psycopg2-binary)"
+    try:
         _pg_connect().close()
     except Exception as exc:  # any failure to connect means: no usable server
         return f"no PostgreSQL server answers on 127.0.0.1:5432 ({exc.__class__.__name__})"
