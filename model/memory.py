@@ -10,9 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+import os
+
 import torch
 
 from hsa_memory.kernels import hsa_attention, landmark_topk
+
+# "auto" (Triton on CUDA, reference elsewhere), "reference" or "triton": a switch for A/B runs
+KERNEL_BACKEND = os.environ.get("HSA_KERNEL_BACKEND", "auto")
 
 
 @runtime_checkable
@@ -40,7 +45,7 @@ def topk_over_landmarks(landmarks: torch.Tensor, positions: torch.Tensor, chunk_
     lm = landmarks.to(device=queries.device, dtype=queries.dtype).view(1, -1, HK, Rh)  # (1, N, HK, Rh)
     # stream positions → number of visible rows
     visible_rows = torch.searchsorted(positions, visible_upto.cpu().long()).to(queries.device)
-    scores, rows = landmark_topk(queries.unsqueeze(0), lm, k, visible_rows.view(1, T))
+    scores, rows = landmark_topk(queries.unsqueeze(0), lm, k, visible_rows.view(1, T), backend=KERNEL_BACKEND)
     ids = torch.where(rows >= 0, chunk_ids.to(rows.device)[rows.clamp_min(0)], rows)
     return scores[0], ids[0]
 
@@ -121,7 +126,8 @@ class SequenceRouter:
         C = self.landmarks.shape[1]
         landmarks = self.landmarks.view(B, C, HK, Rh)  # (B, C, HK, Rh)
         visible = (positions // self.chunk_size).clamp(max=C).view(1, T).expand(B, T)
-        _, idx = landmark_topk(queries.detach(), landmarks.detach(), topk, visible, gumbel_seed=gumbel_seed)
+        _, idx = landmark_topk(queries.detach(), landmarks.detach(), topk, visible, gumbel_seed=gumbel_seed,
+                               backend=KERNEL_BACKEND)
         # recompute the chosen scores in the graph: the fusion softmax is how the router learns
         b_idx = torch.arange(B, device=idx.device).view(B, 1, 1, 1)
         h_idx = torch.arange(HK, device=idx.device).view(1, 1, HK, 1)
@@ -130,7 +136,9 @@ class SequenceRouter:
         return scores, idx
 
     def attend(self, q: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor, trace: RetrievalTrace | None):
-        return hsa_attention(q, self.keys, self.values, idx, weights)
+        dtype = self.values.dtype
+        return hsa_attention(q.to(dtype), self.keys.to(dtype), self.values, idx, weights.to(dtype),
+                             backend=KERNEL_BACKEND)
 
 
 class ExternalRouter:
@@ -162,7 +170,7 @@ class ExternalRouter:
         keys = keys.to(device=q.device, dtype=q.dtype).reshape(1, -1, HK, D)  # (1, n·S, HK, D)
         values = values.to(device=q.device, dtype=q.dtype).reshape(1, -1, HK, D)
         loaded = time.perf_counter()
-        output = hsa_attention(q, keys, values, local, weights)
+        output = hsa_attention(q, keys, values, local, weights, backend=KERNEL_BACKEND)
         if trace is not None:
             trace.seconds["kv_load"] += loaded - start
             trace.seconds["attention"] += time.perf_counter() - loaded

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 from hsa_memory.kernels import sliding_window_attention
 
 from .config import HSAConfig
-from .memory import ExternalMemory, ExternalRouter, RetrievalTrace, SequenceRouter
+from .memory import KERNEL_BACKEND, ExternalMemory, ExternalRouter, RetrievalTrace, SequenceRouter
 from .moe import MoE, SwiGLU
 
 # a sink logit this low leaves the base model's softmax unchanged to float precision
@@ -115,7 +116,7 @@ class SelfAttention(nn.Module):
         else:
             if cache is not None:
                 k, v = cache.update(k, v)
-            out = sliding_window_attention(q, k, v, self.window, sink_logits=self.sink_logits)
+            out = sliding_window_attention(q, k, v, self.window, sink_logits=self.sink_logits, backend=KERNEL_BACKEND)
         return self.o_proj(out.reshape(B, T, self.num_heads * self.head_dim))
 
 
@@ -295,16 +296,24 @@ class HSAModel(nn.Module):
         self.chunk_encoder = ChunkEncoder(config) if config.hsa_layer_indices else None
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.rotary = RotaryEmbedding(config.head_dim, config.rope_theta)
+        # recompute each layer in backward instead of keeping its activations (training long sequences)
+        self.gradient_checkpointing = False
 
     def run_layers(self, hidden_states, layers, positions, caches=None, router=None, trace=None, gumbel_seed=None):
         """Run a slice of ``(index, layer)`` pairs; SWA layers take caches[index] when given."""
         cos, sin = self.rotary(positions)
+        checkpointing = self.gradient_checkpointing and torch.is_grad_enabled() and caches is None
         for index, layer in layers:
             if isinstance(layer, HSALayer):
-                if router is not None:
-                    hidden_states = layer(hidden_states, router, positions, trace, gumbel_seed)
+                if router is None:
+                    continue
+                args = (hidden_states, router, positions, trace, gumbel_seed)
             else:
-                hidden_states = layer(hidden_states, cos, sin, None if caches is None else caches[index])
+                args = (hidden_states, cos, sin, None if caches is None else caches[index])
+            if checkpointing:
+                hidden_states = torch.utils.checkpoint.checkpoint(layer, *args, use_reentrant=False)
+            else:
+                hidden_states = layer(*args)
         return hidden_states
 
     def encode_sequence_chunks(self, mid_hidden: torch.Tensor) -> ChunkMemory:

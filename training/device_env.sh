@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Source on the GPU machine from the repo root: makes `hsa_memory` importable without installing it,
+# (run python from outside the repo root: there `hsa_memory` would resolve to the bare folder)
 # installs carried wheels (.whl/), and joins GGUF parts gathered under ~/hsa-parts into /tmp/site.
-set -e
 REPO=$(pwd)
 mkdir -p /tmp/site /tmp/pkg/hsa_memory ~/hsa-parts
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -21,10 +21,10 @@ missing = [p["name"] for p in m["parts"] if not pathlib.Path(os.path.expanduser(
 print("gguf parts missing:", missing if missing else "none")
 PY
   if python3 -c "import json,os,pathlib,sys; m=json.loads(pathlib.Path(os.path.expanduser('~/hsa-parts/manifest.json')).read_text()); sys.exit(any(not pathlib.Path(os.path.expanduser('~/hsa-parts/'+p['name'])).is_file() for p in m['parts']))"; then
-    python3 -m hsa_memory.training.device join --parts ~/hsa-parts --site /tmp/site
+    (cd /tmp && python3 -m hsa_memory.training.device join --parts ~/hsa-parts --site /tmp/site)
   fi
 fi
 if [ -f ~/hsa-parts/corpora.tar.zst ] && [ ! -d ~/corpora ]; then
-  python3 -m hsa_memory.training.device unpack-corpora --archive ~/hsa-parts/corpora.tar.zst --target ~/corpora
+  (cd /tmp && python3 -m hsa_memory.training.device unpack-corpora --archive ~/hsa-parts/corpora.tar.zst --target ~/corpora)
 fi
 export HSA_MEMORY_CORPORA=~/corpora HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1

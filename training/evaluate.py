@@ -11,23 +11,20 @@ import torch
 
 from hsa_memory.model import RetrievalTrace
 
-from .batches import collate
+from .batches import collate, tokenize_example
 from .objectives import answer_loss
-from .tasks import generator_for, _filler, _tokenizer
-from .batches import tokenize_example
+from .tasks import make_example, tokenizer as load_tokenizer
 
 
 @torch.no_grad()
 def evaluate(model, task: str, length: int, count: int = 32, seed: int = 10_000_019, filler: str = "corpora",
              split: str = "heldout") -> dict:
-    tokenizer = _tokenizer()
-    counter = lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)  # noqa: E731
-    make = generator_for(task)
+    tokenizer = load_tokenizer()
     device = model.lm_head.weight.device
     exact, recall, n = 0.0, 0.0, 0
     model.eval()
     for i in range(count):
-        example = make(seed + i, length, _filler(filler), counter, split)
+        example = make_example(task, seed + i, length, filler, split)
         tokens = tokenize_example(example, tokenizer, model.config.chunk_size, rng=random.Random(seed + i))
         inputs, labels = collate([tokens], len(tokens.input_ids), model.config.eos_token_id)
         trace = RetrievalTrace(count_from=tokens.answer_start - 1)

@@ -1,16 +1,18 @@
-"""The task mixture the trainer draws from: generators by name, made into token examples in workers."""
+"""The task mixture the trainer draws from (``training.data.TaskMixture``), tokenised in worker processes.
+
+Example ``i`` depends only on (mixture seed, i), so a resumed run continues the same stream.
+"""
 from __future__ import annotations
 
-import inspect
 import random
 from functools import lru_cache
-from typing import Callable
 
 from hsa_memory.model.tokenizer import load_tokenizer
 
 from .batches import TokenExample, tokenize_example
 
-DEFAULT_MIX = {"s_niah": 0.35, "mq_niah": 0.15, "variable_tracking": 0.1, "self_copy": 0.05, "agent_memory": 0.35}
+# plain-LM text is covered by the KL-to-base term on every non-reply token, so it is left out here
+DEFAULT_MIX = {"s_niah": 0.3, "mq_niah": 0.15, "variable_tracking": 0.1, "self_copy": 0.05, "agent_memory": 0.4}
 
 
 def parse_mix(text: str | None) -> dict[str, float]:
@@ -25,58 +27,46 @@ def parse_mix(text: str | None) -> dict[str, float]:
 
 
 @lru_cache(maxsize=1)
-def _tokenizer():
+def tokenizer():
     return load_tokenizer()
 
 
-@lru_cache(maxsize=1)
-def _filler(kind: str):
-    from .data import corpora
-
-    if kind == "fallback":
-        return corpora.fallback_paragraphs()
-    paragraphs = []
-    for name in ("austen", "kjv", "fortunes"):
-        try:
-            paragraphs += corpora.load_corpus(name, split="train")
-        except Exception:  # a corpus missing on this machine: train on the others
-            continue
-    return paragraphs or corpora.fallback_paragraphs()
+def count_tokens(text: str) -> int:
+    return len(tokenizer().encode(text, add_special_tokens=False).ids)
 
 
-def generator_for(task: str) -> Callable:
-    from .data import niah
+@lru_cache(maxsize=4)
+def sources(filler: str, split: str):
+    from .data.mix import Sources
 
-    if task == "agent_memory":
-        from .data import agent_memory
-
-        return lambda seed, length, filler, count, split: agent_memory.agent_memory(
-            seed, target_tokens=length, count_tokens=count, split=split)
-    function = getattr(niah, task)
-    takes_split = "split" in inspect.signature(function).parameters
-
-    def make(seed, length, filler, count, split):
-        extra = {"split": split} if takes_split else {}
-        return function(seed, length, filler=filler, count_tokens=count, **extra)
-
-    return make
+    if filler == "fallback":
+        return Sources.fallback(count_tokens)
+    return Sources.from_corpora(split, count_tokens, fallback=True)
 
 
-def make_token_example(job: tuple[str, int, int, str, str]) -> TokenExample | None:
-    """Worker entry: (task, seed, target tokens, filler kind, split) → a token example (None on failure)."""
-    task, seed, length, filler_kind, split = job
-    tokenizer = _tokenizer()
-    count = lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)  # noqa: E731
-    example = generator_for(task)(seed, length, _filler(filler_kind), count, split)
-    return tokenize_example(example, tokenizer, rng=random.Random(seed))
+@lru_cache(maxsize=8)
+def mixture(weights: tuple[tuple[str, float], ...], length: int, seed: int, filler: str, split: str):
+    from .data.mix import TaskMixture
+
+    return TaskMixture(dict(weights), target_tokens=length, sources=sources(filler, split), split=split, seed=seed)
 
 
-def job_stream(mix: dict[str, float], length: int, seed: int, filler: str, split: str = "train"):
-    """Endless (task, seed, length, filler, split) jobs drawn from the mixture."""
-    rng = random.Random(seed)
-    names, weights = list(mix), list(mix.values())
-    index = 0
+def make_token_example(job: tuple[tuple[tuple[str, float], ...], int, int, str, str, int]) -> TokenExample:
+    """Worker entry: (weights, target tokens, mixture seed, filler kind, split, index) → a token example."""
+    weights, length, seed, filler, split, index = job
+    example = mixture(weights, length, seed, filler, split).sample(index)
+    return tokenize_example(example, tokenizer(), rng=random.Random(seed * 1_000_003 + index))
+
+
+def job_stream(mix: dict[str, float], length: int, seed: int, filler: str, split: str = "train", start: int = 0):
+    """Endless jobs for ``make_token_example``."""
+    weights = tuple(sorted(mix.items()))
+    index = start
     while True:
-        task = rng.choices(names, weights)[0]
-        yield task, seed * 1_000_003 + index, length, filler, split
+        yield weights, length, seed, filler, split, index
         index += 1
+
+
+def make_example(task: str, seed: int, length: int, filler: str, split: str):
+    """One example of one task (evaluation)."""
+    return mixture(((task, 1.0),), length, seed, filler, split).sample(0)

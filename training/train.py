@@ -53,6 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--gumbel", type=float, default=1.0, help="0 turns off Gumbel noise on selection")
     p.add_argument("--checkpointing", action="store_true", help="recompute layers in backward (less memory)")
     p.add_argument("--eval", default="s_niah:2048,s_niah:8192", help="task:length pairs evaluated at the end")
     p.add_argument("--eval-count", type=int, default=16)
@@ -146,7 +147,8 @@ def train(args) -> dict:
                 group["lr"] = lr_at(step, args)
             model.train()
             with autocast:
-                hidden = model.model(inputs, gumbel_seed=args.seed * 100_000 + step, frozen_lower=True)
+                seed = args.seed * 100_000 + step if args.gumbel > 0 else None
+                hidden = model.model(inputs, gumbel_seed=seed, frozen_lower=True)
                 loss, stats = answer_loss(model, hidden, labels)
                 total = loss
                 if args.kl_weight > 0:
