@@ -11,13 +11,24 @@ from ..layout import KVLayout
 from .base import Codec, zstd_compress, zstd_decompress
 
 
+# little-endian words whose byte j is plane j (the file format, whatever the machine)
+_WORDS = {2: np.dtype("<u2"), 4: np.dtype("<u4")}
+
+
 def shuffle(raw: bytes, itemsize: int) -> bytes:
     """Byte planes: all first bytes, then all second bytes, …"""
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, itemsize).T.tobytes()
 
 
 def unshuffle(planes: bytes, itemsize: int) -> bytes:
-    return np.frombuffer(planes, dtype=np.uint8).reshape(itemsize, -1).T.tobytes()
+    p = np.frombuffer(planes, dtype=np.uint8).reshape(itemsize, -1)
+    if itemsize not in _WORDS:
+        return p.T.tobytes()
+    # shifts and ors over whole planes: several times faster than copying out the transpose
+    words = p[0].astype(_WORDS[itemsize])
+    for j in range(1, itemsize):
+        words |= p[j].astype(_WORDS[itemsize]) << (8 * j)
+    return words.tobytes()
 
 
 class ZstdShuffleCodec(Codec):
