@@ -181,6 +181,30 @@ def decode(memories, topk=32, R=256):
         attempt("decode", row, body)
 
 
+def decode_topk_sweep(M=16 * 2 ** 20, topk=32, R=256):
+    """Scan configurations for one query against the largest memory: the bandwidth-bound case."""
+    from hsa_memory.kernels.topk_retrieval.triton import landmark_topk_forward
+
+    N = M // S
+    qr = torch.randn(1, 1, 1, R, device=DEVICE, dtype=DT)
+    lm = torch.randn(1, N, 1, R, device=DEVICE, dtype=DT)
+    vis = torch.full((1, 1), N, device=DEVICE)
+    ref = landmark_topk_forward(qr, lm, topk, vis, 1.0, None)[1]
+    configs = [(64, 128, 4, 3), (64, 128, 4, 2), (64, 128, 8, 3), (64, 64, 4, 3),
+               (32, 128, 4, 3), (32, 256, 4, 3), (128, 128, 8, 3), (64, 256, 4, 2)]
+    for block_n, n_splits, warps, stages in configs:
+        row = {"block_n": block_n, "n_splits": n_splits, "num_warps": warps, "num_stages": stages}
+
+        def body():
+            fn = lambda: landmark_topk_forward(qr, lm, topk, vis, 1.0, None, block_n=block_n, n_splits=n_splits,
+                                               num_warps=warps, num_stages=stages)
+            same = bool(torch.equal(fn()[1].sort(-1).values, ref.sort(-1).values))
+            t = 1e3 * ms(fn, graph=True)
+            return {"us": t, "GBps": N * R * 2 / (t * 1e-6) / 1e9, "same_as_default": same}
+
+        attempt("decode_topk_sweep", row, body)
+
+
 # ---------------------------------------------------------------- prefill
 def prefill(M=16 * 2 ** 20, T=512, topk=32, R=256):
     HQ, HK, D = 16, 1, 64
@@ -279,7 +303,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=".")
     parser.add_argument("--quick", action="store_true", help="small sizes only (a smoke run)")
-    parser.add_argument("--only", default="ceilings,training,decode,prefill,swa")
+    parser.add_argument("--only", default="ceilings,training,decode,sweep,prefill,swa")
     args = parser.parse_args()
     only = args.only.split(",")
     start = time.time()
@@ -290,6 +314,8 @@ def main():
         training([4096, 8192] if args.quick else [4096, 8192, 16384, 32768, 65536, 131072], [16, 32])
     if "decode" in only:
         decode([65536, 2 ** 20] if args.quick else [65536, 2 ** 20, 4 * 2 ** 20, 16 * 2 ** 20])
+    if "sweep" in only:
+        decode_topk_sweep(M=2 ** 20 if args.quick else 16 * 2 ** 20)
     if "prefill" in only:
         prefill(M=2 ** 20 if args.quick else 16 * 2 ** 20)
     if "swa" in only:

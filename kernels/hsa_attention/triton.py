@@ -223,7 +223,8 @@ def plan_pairs(chunk_idx: torch.Tensor, n_pages: int, pages_per_batch: int, item
     seg = g_idx * n_pages + chunk_idx + b_idx * pages_per_batch  # (B, T, HK, K)
     seg = torch.where(chunk_idx >= 0, seg, n_seg).flatten()
     order = torch.sort(seg).indices
-    counts = torch.bincount(seg, minlength=n_seg + 1)[:n_seg]
+    # a scatter-add, not bincount: bincount reads the maximum back to the host
+    counts = torch.zeros(n_seg + 1, dtype=torch.int64, device=device).index_add_(0, seg, torch.ones_like(seg))[:n_seg]
     seg_end = torch.cumsum(counts, 0)
     pieces = (counts + item_pairs - 1) // item_pairs
     piece_end = torch.cumsum(pieces, 0)
@@ -331,7 +332,8 @@ def hsa_backward(q, k_pool, v_pool, chunk_idx, chunk_w, do, lay: _Layout, sm_sca
         sm_scale, sm_scale * 1.4426950408889634,
         S=lay.S, BLOCK_D=lay.BLOCK_D, BLOCK_G=lay.BLOCK_G, BLOCK_TOK=block_tok,
         SORTED=sorted_pairs, NEED_DKV=need_dkv, DOT_PRECISION=_dot_precision(q.dtype),
-        num_warps=_warps(block_tok * lay.BLOCK_G, lay.BLOCK_D), num_stages=1,
+        # dK/dV accumulators and five tiles per row block: 4 warps spill at 64 × 64
+        num_warps=2 * _warps(block_tok * lay.BLOCK_G, lay.BLOCK_D), num_stages=1,
     )
     return dq, (dk if need_dkv else None), (dv if need_dkv else None), dw
 

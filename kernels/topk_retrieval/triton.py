@@ -203,7 +203,7 @@ def landmark_topk_forward(queries, landmarks, topk, visible_upto, scale, gumbel_
         landmarks = landmarks.contiguous()
     vis = visible_upto.to(device=device, dtype=torch.int64).contiguous()
     topk_pad = max(4, triton.next_power_of_2(topk))
-    block_q = 16 if T <= 16 else 64
+    block_q = 16 if T <= 16 else 32
     block_n = block_n or max(64, topk_pad)
     # a landmark tile of at most 32 KiB per pipeline stage
     block_r = min(128 if queries.element_size() == 4 else 256, max(16, triton.next_power_of_2(R)))
@@ -227,7 +227,7 @@ def landmark_topk_forward(queries, landmarks, topk, visible_upto, scale, gumbel_
         TOPK_PAD=topk_pad, BLOCK_Q=block_q, BLOCK_N=block_n, BLOCK_R=block_r,
         LOG_N_OVER_K=_log2(block_n // topk_pad), INSERT_LIMIT=INSERT_LIMIT if sort else block_n,
         GUMBEL=gumbel, DOT_PRECISION=precision,
-        num_warps=num_warps or (8 if block_q >= 64 else 4), num_stages=num_stages,
+        num_warps=num_warps or (8 if block_q >= 32 else 4), num_stages=num_stages,
     )
     width = n_splits * topk_pad
     WIDTH = triton.next_power_of_2(width)
