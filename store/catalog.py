@@ -7,6 +7,7 @@ is keyed by ``memory_id`` so one database can hold many memories.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -160,22 +161,32 @@ class Catalog:
             with conn.begin():
                 yield conn
 
-    def vacuum(self, tables: list[str]) -> None:
-        """Rewrite storage so deleted rows leave no bytes behind (SQLite: the file and its WAL)."""
+    def vacuum(self, tables: list[str], wait_s: float = 2.0) -> bool:
+        """Rewrite storage so deleted rows leave no bytes behind (SQLite: the file and its WAL).
+
+        Returns False when SQLite could not empty its WAL because another connection kept a read
+        transaction open past ``wait_s``: old pages stay there until a later checkpoint.
+        """
         self.engine.dispose()
         # VACUUM refuses to run in a transaction: use a raw autocommit connection, then drop it
         # so its altered transaction mode never goes back to the pool
         raw = self.engine.raw_connection()
         try:
             driver = raw.driver_connection
-            if self.is_sqlite:
-                driver.execute("VACUUM")
-                driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            else:
+            if not self.is_sqlite:
                 driver.autocommit = True
                 with driver.cursor() as cur:
                     for table in tables:
                         cur.execute(f"VACUUM {table}")
+                return True
+            driver.execute("VACUUM")
+            driver.execute("PRAGMA busy_timeout=100")
+            deadline = time.monotonic() + wait_s
+            while True:
+                busy = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                if not busy or time.monotonic() > deadline:
+                    return not busy
+                time.sleep(0.05)
         finally:
             raw.invalidate()
 

@@ -118,9 +118,12 @@ def compact(store) -> dict:
         # 4. log records of forgotten events
         events_removed = store._events.rewrite_without(store._forgotten())
         # 5. free pages and the WAL still hold deleted rows until the database is rewritten
-        store._catalog.vacuum(["chunks", "memories", "segments", "forgotten_events"])
+        wal_cleared = store._catalog.vacuum(["chunks", "memories", "segments", "forgotten_events"])
+        if not wal_cleared:
+            log.warning("another connection kept reading %s during compaction: its WAL may still hold "
+                        "forgotten rows until the next compact()", store.paths.root)
     return {"segments_rewritten": len(rewritten), "landmark_rows_removed": landmark_rows_removed,
-            "chunk_rows_removed": removed_rows, "events_removed": events_removed}
+            "chunk_rows_removed": removed_rows, "events_removed": events_removed, "catalog_wal_cleared": wal_cleared}
 
 
 def _compact_landmarks(store) -> int:

@@ -478,7 +478,12 @@ class MemoryStore:
         return retier(self)
 
     def compact(self) -> dict:
-        """Physically remove everything forgotten: segments, landmark rows, log records, catalog rows."""
+        """Physically remove everything forgotten: segments, landmark rows, log records, catalog rows.
+
+        Returns counts and ``catalog_wal_cleared``: False when another connection's long read kept
+        SQLite from emptying its WAL, which may then hold forgotten rows until the next compact().
+        On PostgreSQL the tables are VACUUMed; its WAL and backups are the database's business.
+        """
         from .compaction import compact
 
         return compact(self)

@@ -100,7 +100,7 @@ def test_forgotten_bytes_leave_every_file(tmp_path, catalog_url):
 
         assert store.forget(chunk_ids=[ids[1], ids[6]]) == 4
         report = store.compact()
-        assert report["chunk_rows_removed"] == 2 and report["events_removed"] == 2
+        assert report["chunk_rows_removed"] == 2 and report["events_removed"] == 2 and report["catalog_wal_cleared"]
 
         blobs = file_blobs(root)
         leaks = {key: holders(blobs, needle) for key, needle in gone.items() if holders(blobs, needle)}
