@@ -256,6 +256,16 @@ class EventLog:
             if pending_bad is not None and not last_file:
                 raise StoreCorrupted(f"event log {path} has a damaged record at byte {pending_bad}; run verify()")
 
+    def count(self, ranges: IntervalSet, forgotten: IntervalSet | None = None) -> int:
+        """Live events inside ``ranges``, reading only the files that can hold them."""
+        total = 0
+        for lo, hi in ranges.ranges():
+            for event in self.iterate(lo - 1, forgotten):
+                if event.seq > hi:
+                    break
+                total += 1
+        return total
+
     def rewrite_without(self, forgotten: IntervalSet) -> int:
         """Rewrite every file holding forgotten records without them; returns records removed."""
         removed = 0

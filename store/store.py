@@ -455,12 +455,12 @@ class MemoryStore:
             if unknown:
                 raise ChunkNotFound(unknown)
             old = IntervalSet.of((r.lo, r.hi) for r in conn.execute(select(F.lo, F.hi).where(F.memory_id == mid)))
-            live = [(e.seq, not flt.empty and flt.matches(e)) for e in self._events.iterate(0, old)]
+            hits = [] if flt.empty else [e.seq for e in self._events.iterate(0, old) if flt.matches(e)]
             spans = [(r.id, r.first_seq, r.last_seq) for r in conn.execute(
                 select(C.id, C.first_seq, C.last_seq).where(C.memory_id == mid, C.deleted.is_(False)))]
-            chosen, reached = closure(ranges_of(seq for seq, hit in live if hit), spans, ids)
+            chosen, reached = closure(ranges_of(hits), spans, ids)
             merged = IntervalSet.of(old.ranges() + reached.ranges())
-            new_events = sum(1 for seq, _ in live if seq in reached)
+            new_events = self._events.count(reached, old)
             for batch in _batches(sorted(chosen)):
                 conn.execute(update(C).where(C.memory_id == mid, C.id.in_(batch)).values(deleted=True, text=""))
             conn.execute(delete(F).where(F.memory_id == mid))
