@@ -496,13 +496,20 @@ class MemoryStore:
         with self.writer():
             return verify(self)
 
-    def repair(self, rebuild: Callable[["MemoryStore"], None] | None = None) -> VerifyReport:
+    def repair(self, rebuild: Callable[["MemoryStore"], None] | None = None, model_id: str | None = None,
+               weight_hash: str | None = None) -> VerifyReport:
         """Fix what ``verify`` found. Leftover files are removed; damaged derived data (K/V,
         landmarks, chunk rows) is dropped and ``rebuild(store)`` is called to re-encode it from
         ``events()`` with the cursor at ``(0, b"")``. Without ``rebuild`` that raises
-        ``RepairNeedsRebuild``. A damaged event log cannot be repaired: restore a snapshot."""
-        from .verify import repair
+        ``RepairNeedsRebuild``. A damaged event log cannot be repaired: restore a snapshot.
 
+        With ``model_id``/``weight_hash`` the memory moves to new weights: all derived data is
+        dropped and the new identity recorded; ``rebuild`` then re-encodes at once, or, when None,
+        the cursor stays at ``(0, b"")`` for the caller to re-encode from ``events()``."""
+        from .verify import repair, switch_model
+
+        if model_id is not None or weight_hash is not None:
+            return switch_model(self, model_id or self.model_id, weight_hash or self.weight_hash, rebuild)
         return repair(self, rebuild)
 
     def export(self, path: str | Path) -> dict:

@@ -198,6 +198,20 @@ def repair(store, rebuild: Callable | None) -> VerifyReport:
         return verify(store)
 
 
+def switch_model(store, model_id: str, weight_hash: str, rebuild: Callable | None) -> VerifyReport:
+    with store.writer():
+        store._sweep()
+        reset_derived(store)
+        with store._catalog.write() as conn:
+            conn.execute(update(M).where(M.id == store._memory_id).values(model_id=model_id, weight_hash=weight_hash))
+        log.warning("%s now belongs to %s (%s…); its derived data was dropped for re-encoding",
+                    store.paths.root, model_id, weight_hash[:12])
+        store.model_id, store.weight_hash = model_id, weight_hash
+        if rebuild is not None:
+            rebuild(store)
+        return verify(store)
+
+
 def reset_derived(store) -> None:
     """Drop every chunk, segment and landmark row and zero the cursor; events stay."""
     mid, root = store._memory_id, store.paths.root

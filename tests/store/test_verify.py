@@ -7,7 +7,9 @@ Scenarios:
   derived data is rebuilt from the event log and verifies again, old ids gone, new ones exact;
 - leftover files (an orphan segment, a temp file) are reported and repair() removes them;
 - a damaged event log record is reported and repair() refuses (StoreCorrupted): it is the source
-  of truth.
+  of truth;
+- repair(model_id=, weight_hash=) moves the memory to new weights: derived data dropped, identity
+  recorded (also after reopening), events kept, and rebuilt when a callback is given.
 """
 import pytest
 import torch
@@ -97,3 +99,16 @@ def test_event_log_damage_is_not_papered_over(store, catalog_url):
     with pytest.raises(StoreCorrupted):
         list(store.events())
     store.close()
+
+
+def test_new_weights_drop_derived_data(store, catalog_url):
+    report = store.repair(model_id="m2", weight_hash="cd" * 32)
+    assert report.ok and (store.model_id, store.weight_hash) == ("m2", "cd" * 32)
+    assert store.ingest_cursor() == (0, b"") and store.landmarks()[1].tolist() == []
+    assert len(list(store.events())) == 5
+    root = store.paths.root
+    store.close()
+    with MemoryStore.open(root, catalog_url=catalog_url) as again:
+        assert again.model_id == "m2"
+        assert again.repair(rebuild, weight_hash="ef" * 32).ok
+        assert again.weight_hash == "ef" * 32 and again.landmarks()[1].tolist() == [6, 7, 8, 9, 10]
