@@ -60,7 +60,6 @@ def causal_chunk_idx(L, K, HK=1):
     return torch.where(torch.arange(K, device=DEVICE) < visible, idx, -1)
 
 
-# ---------------------------------------------------------------- ceilings
 def ceilings():
     x = torch.randn(2 ** 28, device=DEVICE, dtype=DT)  # 512 MiB
     y = torch.empty_like(x)
@@ -71,7 +70,6 @@ def ceilings():
     return {"copy_TBps": 2 * x.numel() * 2 / t / 1e9, "bf16_gemm_TFLOPs": 2 * 8192 ** 3 / tg / 1e9}
 
 
-# ---------------------------------------------------------------- training
 def training(lengths, ks):
     HQ, HK, D = 16, 1, 64
     for L in lengths:
@@ -88,8 +86,8 @@ def training(lengths, ks):
 
         attempt("training", row, sdpa)
         for K in ks:
-            for forward in ("chunk", "token"):
-                row = {"L": L, "K": K, "forward": forward}
+            for forward, backward in (("chunk", "atomic"), ("token", "atomic"), ("chunk", "token"), ("token", "token")):
+                row = {"L": L, "K": K, "forward": forward, "backward": backward}
 
                 def hsa():
                     q = torch.randn(1, L, HQ, D, device=DEVICE, dtype=DT, requires_grad=True)
@@ -101,16 +99,16 @@ def training(lengths, ks):
                     leaves = [q, mk, mv, w]
 
                     def fwd():
-                        return hsa_attention_triton(q, mk, mv, idx, w, forward=forward)
+                        return hsa_attention_triton(q, mk, mv, idx, w, forward=forward, backward=backward)
 
                     def step():
                         fwd().backward(do)
 
                     with torch.no_grad():
-                        t_fwd = ms(fwd)
+                        t_fwd = ms(fwd) if backward == "atomic" else float("nan")
                     t_all = ms(step, rep=300)
                     pairs = int((idx >= 0).sum())
-                    # matmul work: 4 products of (HQ rows × 64 keys × D) per pair fwd... counted as 2 fwd + 5 bwd
+                    # matmul work per (token, chunk) pair: 2 products of (HQ × 64 × D) forward, 5 backward
                     flops = pairs * HQ * S * D * 2 * (2 + 5)
                     torch.cuda.reset_peak_memory_stats()
                     base = torch.cuda.memory_allocated()
@@ -134,7 +132,6 @@ def training(lengths, ks):
         attempt("training", row, topk_train)
 
 
-# ---------------------------------------------------------------- decode
 def decode(memories, topk=32, R=256):
     HQ, HK, D = 16, 1, 64
     for M in memories:
@@ -205,7 +202,6 @@ def decode_topk_sweep(M=16 * 2 ** 20, topk=32, R=256):
         attempt("decode_topk_sweep", row, body)
 
 
-# ---------------------------------------------------------------- prefill
 def prefill(M=16 * 2 ** 20, T=512, topk=32, R=256):
     HQ, HK, D = 16, 1, 64
     N = M // S
@@ -243,7 +239,6 @@ def prefill(M=16 * 2 ** 20, T=512, topk=32, R=256):
     attempt("prefill", row, body)
 
 
-# ---------------------------------------------------------------- SWA
 def swa(lengths, windows):
     from hsa_memory.kernels.swa.flex import sliding_window_attention_flex
 

@@ -53,20 +53,26 @@ def hsa_attention_triton(
     chunk_size: int = 64,
     paged: bool = False,
     forward: str = "chunk",
+    backward: str = "atomic",
     sort_pairs: bool | None = None,
 ) -> torch.Tensor:
     """Triton HSA chunk attention with the reference's semantics (see ``hsa_attention_reference``).
 
     ``forward`` picks the forward kernel: "chunk" (pairs grouped by chunk, atomic adds) or "token"
-    (a program per token, no atomics); ``sort_pairs`` (default: when B·T ≥ 64) groups the
-    (token, chunk) pairs by chunk so each chunk's K/V is loaded once per item.
+    (a program per token, no atomics); ``backward`` how dQ is formed: "atomic" (added by the
+    chunk-major kernel) or "token" (a token-major pass); ``sort_pairs`` (default: when B·T ≥ 64)
+    groups the (token, chunk) pairs by chunk so each chunk's K/V is loaded once per item.
+    Chunk indices must be below the number of chunks (pages); the GPU does not check them, since a
+    check would wait on the device.
     """
     _check(q, mem_k, mem_v, chunk_idx, chunk_w, chunk_size, paged)
-    if forward not in ("chunk", "token"):
-        raise ValueError(f"forward must be 'chunk' or 'token', got {forward!r}")
+    if forward not in ("chunk", "token") or backward not in ("atomic", "token"):
+        raise ValueError(
+            f"forward must be 'chunk' or 'token' and backward 'atomic' or 'token', got {forward!r}, {backward!r}"
+        )
     from .triton import HSAAttentionFunction
 
     scale = sm_scale if sm_scale is not None else q.shape[-1] ** -0.5
     return HSAAttentionFunction.apply(
-        q, mem_k, mem_v, chunk_idx.long(), chunk_w, scale, chunk_size, paged, forward, sort_pairs
+        q, mem_k, mem_v, chunk_idx.long(), chunk_w, scale, chunk_size, paged, forward, backward, sort_pairs
     )

@@ -8,8 +8,8 @@ Outputs and dQ reach their tokens by fp32 atomic adds; dK/dV are summed per item
 added once per item. The backward pass visits each (token, chunk) pair once: no O(L²/64) scan.
 
 Without sorting (decode: a handful of tokens), each pair is its own work item.
-A token-major forward (one program per token and KV head, looping over its chunks, no atomics) is
-kept for comparison in ``bench/kernels.py``.
+Token-major kernels (one program per token and KV head, looping over its chunks, no atomics) are
+the alternative for the forward and for dQ; ``bench/kernels.py`` times both layouts.
 
 Memory K/V are read as a pool of pages (P, S, HK, D): a contiguous (B, N·S, HK, D) memory is the
 pool of its B·N chunks, and a paged memory is the pool itself, indexed directly by chunk_idx.
@@ -150,7 +150,7 @@ def hsa_bwd_chunk_kernel(
     stride_dot, stride_doh, stride_dqt, stride_dqh, stride_dkp, stride_dks, stride_dkh,
     T, HK, K, G, D, n_pages, pages_per_batch, sm_scale, qk_scale,
     S: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_TOK: tl.constexpr,
-    SORTED: tl.constexpr, NEED_DKV: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    SORTED: tl.constexpr, NEED_DQ: tl.constexpr, NEED_DKV: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     i_item = tl.program_id(0).to(tl.int64)
     i_g, page, start, n_len = _item(i_item, idx_ptr, item_seg_ptr, item_start_ptr, item_len_ptr,
@@ -199,13 +199,54 @@ def hsa_bwd_chunk_kernel(
             b_pw = (b_p * b_w[:, None]).to(b_do.dtype)
             b_dv += tl.dot(tl.trans(b_pw), b_do, input_precision=DOT_PRECISION)
             b_dk += tl.dot(tl.trans(b_ds), b_q, input_precision=DOT_PRECISION)
-        b_dq = tl.dot(b_ds, b_k, input_precision=DOT_PRECISION) * sm_scale
-        tl.atomic_add(dq_ptr + i_bt[:, None] * stride_dqt + h[:, None] * stride_dqh + offs_d[None, :],
-                      b_dq, mask=m_rd, sem="relaxed")
+        if NEED_DQ:
+            b_dq = tl.dot(b_ds, b_k, input_precision=DOT_PRECISION) * sm_scale
+            tl.atomic_add(dq_ptr + i_bt[:, None] * stride_dqt + h[:, None] * stride_dqh + offs_d[None, :],
+                          b_dq, mask=m_rd, sem="relaxed")
     if NEED_DKV:
         p_dkv = page * stride_dkp + i_g * stride_dkh + offs_s[:, None] * stride_dks + offs_d[None, :]
         tl.atomic_add(dk_ptr + p_dkv, b_dk * sm_scale, mask=m_kv, sem="relaxed")
         tl.atomic_add(dv_ptr + p_dkv, b_dv, mask=m_kv, sem="relaxed")
+
+
+@triton.jit
+def hsa_bwd_dq_token_kernel(
+    q_ptr, k_ptr, v_ptr, idx_ptr, w_ptr, do_ptr, dq_ptr,
+    stride_qt, stride_qh, stride_kp, stride_ks, stride_kh, stride_vp, stride_vs, stride_vh,
+    stride_dot, stride_doh, stride_dqt, stride_dqh,
+    T, HK, K, G, D, pages_per_batch, sm_scale, qk_scale,
+    S: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_G: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    # dQ without atomics: one program per token and KV head loops over its chunks
+    i_bt = tl.program_id(0).to(tl.int64)
+    i_g = tl.program_id(1).to(tl.int64)
+    i_b = i_bt // T
+    offs_s = tl.arange(0, S)
+    offs_d = tl.arange(0, BLOCK_D)
+    m_d = offs_d < D
+    offs_h = tl.arange(0, BLOCK_G)
+    m_hd = (offs_h < G)[:, None] & m_d[None, :]
+    h = i_g * G + offs_h
+    b_q = tl.load(q_ptr + i_bt * stride_qt + h[:, None] * stride_qh + offs_d[None, :], mask=m_hd, other=0.0)
+    b_do = tl.load(do_ptr + i_bt * stride_dot + h[:, None] * stride_doh + offs_d[None, :], mask=m_hd, other=0.0)
+    b_dq = tl.zeros([BLOCK_G, BLOCK_D], dtype=tl.float32)
+    base = (i_bt * HK + i_g) * K
+    for i_k in range(0, K):
+        idx = tl.load(idx_ptr + base + i_k)
+        page = tl.maximum(idx, 0) + i_b * pages_per_batch
+        m_kv = m_d[None, :] & (offs_s[:, None] * 0 <= idx)
+        b_k = tl.load(k_ptr + page * stride_kp + i_g * stride_kh + offs_s[:, None] * stride_ks + offs_d[None, :],
+                      mask=m_kv, other=0.0)
+        b_v = tl.load(v_ptr + page * stride_vp + i_g * stride_vh + offs_s[:, None] * stride_vs + offs_d[None, :],
+                      mask=m_kv, other=0.0)
+        b_w = tl.where(idx >= 0, tl.load(w_ptr + base + i_k).to(tl.float32), 0.0)
+        b_p = _chunk_softmax(b_q, b_k, qk_scale, DOT_PRECISION)
+        b_o = tl.dot(b_p.to(b_v.dtype), b_v, input_precision=DOT_PRECISION)
+        b_delta = tl.sum(b_o * b_do.to(tl.float32), 1)
+        b_dp = tl.dot(b_do, tl.trans(b_v), input_precision=DOT_PRECISION)
+        b_ds = (b_p * (b_dp - b_delta[:, None]) * b_w).to(b_k.dtype)
+        b_dq += tl.dot(b_ds, b_k, input_precision=DOT_PRECISION)
+    tl.store(dq_ptr + i_bt * stride_dqt + h[:, None] * stride_dqh + offs_d[None, :], b_dq * sm_scale, mask=m_hd)
 
 
 def plan_pairs(chunk_idx: torch.Tensor, n_pages: int, pages_per_batch: int, item_pairs: int = ITEM_PAIRS):
@@ -308,9 +349,14 @@ def hsa_forward(q, k_pool, v_pool, chunk_idx, chunk_w, lay: _Layout, sm_scale: f
     return o_acc.to(q.dtype)
 
 
-def hsa_backward(q, k_pool, v_pool, chunk_idx, chunk_w, do, lay: _Layout, sm_scale: float, plan, need_dkv: bool):
-    """Returns dq (B·T, HQ, D) fp32, dk/dv pools fp32 (or None), dw flat fp32."""
-    dq = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
+def hsa_backward(q, k_pool, v_pool, chunk_idx, chunk_w, do, lay: _Layout, sm_scale: float, plan, need_dkv: bool,
+                 backward: str = "atomic"):
+    """Returns dq (B·T, HQ, D) fp32, dk/dv pools fp32 (or None), dw flat fp32.
+
+    ``backward``: "atomic" adds dQ from the chunk-major kernel; "token" leaves dQ to a token-major pass.
+    """
+    token_dq = backward == "token"
+    dq = (torch.empty if token_dq else torch.zeros)(q.shape, dtype=torch.float32, device=q.device)
     if need_dkv:
         dk = torch.zeros(k_pool.shape, dtype=torch.float32, device=q.device)
         dv = torch.zeros(v_pool.shape, dtype=torch.float32, device=q.device)
@@ -331,10 +377,21 @@ def hsa_backward(q, k_pool, v_pool, chunk_idx, chunk_w, do, lay: _Layout, sm_sca
         lay.T, lay.HK, lay.K, lay.G, lay.D, lay.n_pages, lay.pages_per_batch,
         sm_scale, sm_scale * 1.4426950408889634,
         S=lay.S, BLOCK_D=lay.BLOCK_D, BLOCK_G=lay.BLOCK_G, BLOCK_TOK=block_tok,
-        SORTED=sorted_pairs, NEED_DKV=need_dkv, DOT_PRECISION=_dot_precision(q.dtype),
+        SORTED=sorted_pairs, NEED_DQ=not token_dq, NEED_DKV=need_dkv, DOT_PRECISION=_dot_precision(q.dtype),
         # dK/dV accumulators and five tiles per row block: 4 warps spill at 64 × 64
         num_warps=2 * _warps(block_tok * lay.BLOCK_G, lay.BLOCK_D), num_stages=1,
     )
+    if token_dq:
+        BLOCK_G = max(16, lay.BLOCK_G)
+        hsa_bwd_dq_token_kernel[(lay.B * lay.T, lay.HK)](
+            q, k_pool, v_pool, chunk_idx, chunk_w, do, dq,
+            q.stride(0), q.stride(1), k_pool.stride(0), k_pool.stride(1), k_pool.stride(2),
+            v_pool.stride(0), v_pool.stride(1), v_pool.stride(2),
+            do.stride(0), do.stride(1), dq.stride(0), dq.stride(1),
+            lay.T, lay.HK, lay.K, lay.G, lay.D, lay.pages_per_batch, sm_scale, sm_scale * 1.4426950408889634,
+            S=lay.S, BLOCK_D=lay.BLOCK_D, BLOCK_G=BLOCK_G, DOT_PRECISION=_dot_precision(q.dtype),
+            num_warps=_warps(BLOCK_G, lay.BLOCK_D), num_stages=2,
+        )
     return dq, (dk if need_dkv else None), (dv if need_dkv else None), dw
 
 
@@ -342,7 +399,7 @@ class HSAAttentionFunction(torch.autograd.Function):
     """Autograd wrapper: forward by ``hsa_forward``, backward by ``hsa_backward`` (pairs sorted once)."""
 
     @staticmethod
-    def forward(ctx, q, mem_k, mem_v, chunk_idx, chunk_w, sm_scale, chunk_size, paged, forward, sort_pairs):
+    def forward(ctx, q, mem_k, mem_v, chunk_idx, chunk_w, sm_scale, chunk_size, paged, forward, backward, sort_pairs):
         lay = _Layout(q, mem_k, chunk_idx, chunk_size, paged)
         q2 = q.reshape(lay.B * lay.T, lay.HQ, lay.D).contiguous()  # (B·T, HQ, D)
         k_pool, v_pool = lay.pool(mem_k), lay.pool(mem_v)  # (P, S, HK, D)
@@ -352,7 +409,7 @@ class HSAAttentionFunction(torch.autograd.Function):
             sort_pairs = lay.B * lay.T >= SORT_MIN_TOKENS
         plan = plan_pairs(idx, lay.n_pages, lay.pages_per_batch) if sort_pairs else None
         o = hsa_forward(q2, k_pool, v_pool, idx, w, lay, sm_scale, plan, forward)
-        ctx.lay, ctx.sm_scale, ctx.sorted = lay, sm_scale, sort_pairs
+        ctx.lay, ctx.sm_scale, ctx.sorted, ctx.backward_mode = lay, sm_scale, sort_pairs, backward
         ctx.mem_shape, ctx.mem_dtype = mem_k.shape, mem_k.dtype
         ctx.save_for_backward(q2, k_pool, v_pool, idx, w, *(plan or ()))
         return o.view(q.shape)
@@ -364,9 +421,9 @@ class HSAAttentionFunction(torch.autograd.Function):
         do2 = do.reshape(q2.shape).contiguous()
         need_dkv = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
         dq, dk, dv, dw = hsa_backward(q2, k_pool, v_pool, idx, w, do2, lay, ctx.sm_scale,
-                                      plan if ctx.sorted else None, need_dkv)
+                                      plan if ctx.sorted else None, need_dkv, ctx.backward_mode)
         dq = dq.to(q2.dtype).view(lay.B, lay.T, lay.HQ, lay.D)
         if need_dkv:
             dk = dk.to(ctx.mem_dtype).view(ctx.mem_shape)
             dv = dv.to(ctx.mem_dtype).view(ctx.mem_shape)
-        return dq, dk, dv, None, dw.to(w.dtype), None, None, None, None, None
+        return dq, dk, dv, None, dw.to(w.dtype), None, None, None, None, None, None

@@ -12,6 +12,8 @@ Nothing of size (queries × chunks) is ever stored.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -183,6 +185,11 @@ def topk_finish_kernel(
     tl.store(index_ptr + i_row * topk + cols, tl.where(valid, n, -1), mask=cols < topk)
 
 
+@functools.lru_cache(maxsize=64)
+def _seed_hash(seed: int) -> int:
+    return int(hash32(torch.tensor(seed, dtype=torch.int64)))
+
+
 def _log2(x: int) -> int:
     return x.bit_length() - 1
 
@@ -217,7 +224,7 @@ def landmark_topk_forward(queries, landmarks, topk, visible_upto, scale, gumbel_
     gumbel = gumbel_seed is not None
     sort = queries.is_cuda if sort is None else sort
     # bit 32 set: the kernel keeps the low 32 bits, and the argument never specialises to a constant
-    seed_hash = int(hash32(torch.tensor(gumbel_seed if gumbel else 0, dtype=torch.int64))) | (1 << 32)
+    seed_hash = _seed_hash(gumbel_seed if gumbel else 0) | (1 << 32)
     precision = "ieee" if queries.dtype == torch.float32 else "tf32"
     strides = (queries.stride(0), queries.stride(1), queries.stride(2),
                landmarks.stride(0), landmarks.stride(1), landmarks.stride(2))

@@ -67,10 +67,13 @@ def test_dtypes(dtype, tolerance, device, assert_close):
     run_both(inputs, assert_close, tolerance)
 
 
-@pytest.mark.parametrize("forward,sort_pairs", [("token", None), ("chunk", False), ("chunk", True)])
-def test_kernel_variants(forward, sort_pairs, device, assert_close):
+@pytest.mark.parametrize(
+    "forward,backward,sort_pairs",
+    [("token", "atomic", None), ("chunk", "atomic", False), ("chunk", "atomic", True), ("chunk", "token", True)],
+)
+def test_kernel_variants(forward, backward, sort_pairs, device, assert_close):
     inputs = make_inputs(device, torch.float32, 2, 33, 3, 1, 32, 4, 5, False)
-    run_both(inputs, assert_close, 0.005, forward=forward, sort_pairs=sort_pairs)
+    run_both(inputs, assert_close, 0.005, forward=forward, backward=backward, sort_pairs=sort_pairs)
 
 
 @pytest.mark.parametrize("T", [1, 63])
