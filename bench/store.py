@@ -101,14 +101,16 @@ def bench_codecs(args, layout: KVLayout, work: Path) -> None:
     for flavour in ("iid", "structured"):
         for tier, codec in (("warm", "raw"), ("cold", "zstd_shuffle"), ("cold", "int8_zstd")):
             root = work / f"{flavour}-{codec}"
-            policy = TierPolicy(warm_bytes=0 if tier == "cold" else 1 << 40, warm_max_age_s=0 if tier == "cold" else 1e9,
+            cold = tier == "cold"
+            policy = TierPolicy(warm_bytes=0 if cold else 1 << 40, warm_max_age_s=0 if cold else 1e9,
                                 segment_bytes=1 << 20, cold_codec=codec, hot_bytes=0)
             store = build(root, layout, args.chunks, flavour, policy, args.seed)
             if tier == "cold":
                 store.retier()
             parts = disk_by_part(root)
             kv = parts.get(f"K/V {tier}", 0)
-            print(f"| {flavour} | {tier} / {codec} | {kv / tokens:.1f} | {100 * kv / (raw_per_token * tokens):.1f}% "
+            share = 100 * kv / (raw_per_token * tokens)
+            print(f"| {flavour} | {tier} / {codec} | {kv / tokens:.1f} | {share:.1f}% "
                   f"| {parts.get('landmarks', 0) / tokens:.1f} | {parts.get('event log', 0) / tokens:.1f} "
                   f"| {parts.get('catalog', 0) / tokens:.1f} | {parts.get('catalog WAL', 0) / tokens:.1f} |")
             if flavour == "structured":

@@ -62,7 +62,8 @@ class StorePaths:
             if meta["format"] != FORMAT or not isinstance(meta["memory_id"], str):
                 raise ValueError(meta.get("format"))
         except (ValueError, KeyError, TypeError) as exc:
-            raise StoreCorrupted(f"{self.meta} is not a valid store marker ({exc}); restore it from a snapshot") from None
+            raise StoreCorrupted(f"{self.meta} is not a valid store marker ({exc}); "
+                                 "restore it from a snapshot") from None
         if meta.get("format_version") != FORMAT_VERSION:
             raise StoreCorrupted(f"{self.meta}: store format {meta.get('format_version')} is unknown to this "
                                  f"hsa-memory (knows {FORMAT_VERSION}); upgrade hsa-memory")

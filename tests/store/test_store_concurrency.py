@@ -36,7 +36,8 @@ def check_whole(store, reads):
 def test_two_writers_and_a_reader(tmp_path, catalog_url):
     root = tmp_path / "mem"
     MemoryStore.create(root, LAYOUT, "m", "h" * 64, catalog_url=catalog_url).close()
-    args = lambda name: [sys.executable, str(CHILD), str(root), name, str(COUNT)] + ([catalog_url] if catalog_url else [])
+    url = [catalog_url] if catalog_url else []
+    args = lambda name: [sys.executable, str(CHILD), str(root), name, str(COUNT)] + url
     children = [subprocess.Popen(args(name), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                 for name in ("alpha", "beta")]
     reads: list[int] = []
