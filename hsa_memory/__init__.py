@@ -12,6 +12,9 @@ _EXPORTS = {
     "Answer": "hsa_memory.types", "Citation": "hsa_memory.types", "Hit": "hsa_memory.types",
     "HsaMemoryError": "hsa_memory.errors", "InvalidInput": "hsa_memory.errors", "MemoryClosed": "hsa_memory.errors",
     "ModelMismatch": "hsa_memory.errors",
+    "StoreError": "hsa_memory.store.errors", "StoreCorrupted": "hsa_memory.store.errors",
+    "SnapshotError": "hsa_memory.store.errors", "ChunkNotFound": "hsa_memory.store.errors",
+    "StoreLocked": "hsa_memory.store.errors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -1,8 +1,10 @@
 """Typed errors of the store; each docstring says what the caller should do."""
 from __future__ import annotations
 
+from hsa_memory import errors as api_errors
 
-class StoreError(Exception):
+
+class StoreError(api_errors.HsaMemoryError):
     """Base class of every store error; catch it to handle any store failure."""
 
 
@@ -58,7 +60,7 @@ class RepairNeedsRebuild(StoreError):
     """Derived data (K/V, landmarks) is damaged: call ``repair(rebuild=...)`` with a re-encoding callback."""
 
 
-class ModelMismatch(StoreError):
+class ModelMismatch(StoreError, api_errors.ModelMismatch):
     """Data was encoded by another model: re-encode (``reencode=True``) or use the matching weights."""
 
     def __init__(self, expected: tuple[str | None, str | None], found: tuple[str, str]):

@@ -1,0 +1,158 @@
+"""Ingest: events → ChatML tokens → 64-token chunks → lower decoder + chunk encoder → store.
+
+The event log is already durable when this runs; everything here is derived and can be rebuilt.
+A commit writes the new chunks together with the ingest state and the event cursor, so a crash
+between commits only means re-encoding the events after the cursor on the next open.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import torch
+
+from hsa_memory.model import HSAForCausalLM
+from hsa_memory.model.tokenizer import render_turn
+from hsa_memory.store import Event, NewChunk
+from hsa_memory.store.records import from_micros, to_micros
+
+from .stream import IngestState
+
+log = logging.getLogger(__name__)
+
+# characters per tokenizer call for huge texts; cuts fall before a space that starts a word, where
+# the byte-level BPE pre-tokenizer splits anyway, so piecewise tokenisation equals whole tokenisation
+TEXT_PIECE = 1 << 16
+_CUT = re.compile(r"(?<=\S) (?=\w)")
+
+
+def split_for_tokenizer(text: str, piece: int = TEXT_PIECE) -> Iterator[str]:
+    """Cut a long text into pieces of about ``piece`` characters at word starts."""
+    start = 0
+    while len(text) - start > piece:
+        match = _CUT.search(text, start + piece // 2, start + piece)
+        cut = match.start() if match else start + piece
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
+@dataclass
+class PendingCommit:
+    chunks: list[NewChunk]
+    landmarks: list[torch.Tensor]
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+
+class Ingestor:
+    """Encodes events into chunks for one memory; owns the in-RAM ingest state between commits."""
+
+    def __init__(self, model: HSAForCausalLM, tokenizer, store, commit_every: int = 64, block_tokens: int = 1024):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.store = store
+        self.commit_every = commit_every
+        self.block_tokens = block_tokens
+        self.cursor, blob = store.ingest_cursor()
+        # the store's cursor when this state was loaded or last committed: another writer moving it
+        # means our in-RAM state is stale and must be reloaded, never written back
+        self.committed = self.cursor
+        self.state = IngestState.from_bytes(blob) if blob else IngestState(model.new_stream_state())
+        self.dirty = False
+
+    @property
+    def tail_window(self) -> int:
+        window = self.model.config.sliding_window
+        return window if window is not None else 4096
+
+    def tokens_of(self, event: Event) -> Iterator[list[int]]:
+        for piece in split_for_tokenizer(render_turn(event.role, event.text)):
+            yield self.tokenizer.encode(piece, add_special_tokens=False).ids
+
+    def ingest(self, events: Iterable[Event], progress: Callable[[int], None] | None = None) -> int:
+        """Encode events in order; returns the number of chunks committed."""
+        pending = PendingCommit([], [], [], [])
+        committed = 0
+        for event in events:
+            if event.seq <= self.cursor:
+                continue
+            skip = self.state.partial[1] if self.state.partial and self.state.partial[0] == event.seq else 0
+            self.state.event_info[event.seq] = (event.role, to_micros(event.time))
+            consumed = 0
+            for ids in self.tokens_of(event):
+                for start in range(0, len(ids), self.block_tokens):
+                    block = ids[start:start + self.block_tokens]
+                    if consumed + len(block) <= skip:
+                        consumed += len(block)
+                        continue
+                    if consumed < skip:
+                        block = block[skip - consumed:]
+                        consumed = skip
+                    self.encode_block(block, event.seq, pending)
+                    consumed += len(block)
+                    if progress is not None:
+                        progress(len(block))
+                    if len(pending) >= self.commit_every:
+                        self.state.partial = (event.seq, consumed)
+                        committed += self.commit(pending, self.cursor)
+                        pending = PendingCommit([], [], [], [])
+            self.state.partial = None
+            self.cursor = event.seq
+            self.dirty = True
+        if len(pending):
+            committed += self.commit(pending, self.cursor)
+        return committed
+
+    @torch.no_grad()
+    def encode_block(self, ids: list[int], seq: int, pending: PendingCommit) -> None:
+        state = self.state
+        state.pending_seqs.extend([seq] * len(ids))
+        encoded = self.model.encode_chunks(torch.tensor(ids, dtype=torch.long), state.stream, self.block_tokens)
+        state.tail_ids = (state.tail_ids + ids)[-self.tail_window:]
+        S = self.model.config.chunk_size
+        for j in range(encoded.token_ids.shape[0]):
+            seqs = state.pending_seqs[j * S:(j + 1) * S]
+            roles = list(dict.fromkeys(state.event_info[s][0] for s in seqs))
+            position = encoded.first_position + j
+            pending.chunks.append(NewChunk(
+                position=position, token_start=position * S, token_end=(position + 1) * S,
+                time_start=from_micros(state.event_info[seqs[0]][1]), time_end=from_micros(state.event_info[seqs[-1]][1]),
+                roles=roles, text=self.tokenizer.decode(encoded.token_ids[j].tolist(), skip_special_tokens=True),
+                first_seq=seqs[0], last_seq=seqs[-1]))
+        n = encoded.token_ids.shape[0]
+        if n:
+            pending.landmarks.append(encoded.memory.landmarks.float().cpu())
+            pending.keys.append(encoded.memory.keys.cpu())
+            pending.values.append(encoded.memory.values.cpu())
+            state.pending_seqs = state.pending_seqs[n * S:]
+            live = set(state.pending_seqs) | {seq}
+            state.event_info = {s: info for s, info in state.event_info.items() if s in live}
+
+    def commit(self, pending: PendingCommit, cursor: int) -> int:
+        """Write chunks + state + cursor atomically (chunks may be empty: a state-only flush)."""
+        S, HK, D = self.model.config.chunk_size, self.model.config.hsa_kv_heads, self.model.config.hsa_head_dim
+        R = self.model.config.retrieval_dim
+        if len(pending):
+            landmarks, keys, values = torch.cat(pending.landmarks), torch.cat(pending.keys), torch.cat(pending.values)
+        else:
+            landmarks, keys, values = torch.zeros(0, R), torch.zeros(0, S, HK, D), torch.zeros(0, S, HK, D)
+        self.store.add_chunks(pending.chunks, landmarks, keys, values, ingest_state=self.state.to_bytes(),
+                              encoded_upto_seq=cursor)
+        self.committed = cursor
+        self.dirty = False
+        return len(pending)
+
+    def is_current(self) -> bool:
+        """Whether no other writer committed since we loaded or committed (call under the writer lock)."""
+        return self.store.ingest_cursor()[0] == self.committed
+
+    def flush(self) -> None:
+        """Persist the open chunk and SWA state so the next open needs no re-encoding (writer lock held)."""
+        if self.dirty and self.is_current():
+            self.commit(PendingCommit([], [], [], []), self.cursor)

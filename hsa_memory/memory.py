@@ -1,0 +1,281 @@
+"""``Memory``: what users import. Joins the model (encode, ask) and the store (durability, tiers)."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import torch
+
+from .errors import InvalidInput, MemoryClosed, ModelMismatch
+from .types import Answer, Hit
+
+log = logging.getLogger(__name__)
+
+ROLES = ("system", "user", "assistant", "tool")
+# one append may hold at most this many characters (streamed through in bounded memory)
+MAX_APPEND_CHARS = 64 * 1024 * 1024
+
+_MODELS: dict[tuple[str, str, str], Any] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def shared_model(name: str, device: torch.device, dtype: torch.dtype):
+    """One loaded model per (name, device, dtype) in a process, shared by every memory."""
+    from hsa_memory.model.loading import load_model
+
+    key = (name, str(device), str(dtype))
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = load_model(name, device=device, dtype=dtype)
+        return _MODELS[key]
+
+
+def check_text(field: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(field, f"must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise InvalidInput(field, "is empty or whitespace only")
+    if len(value) > MAX_APPEND_CHARS:
+        raise InvalidInput(field, f"has {len(value):,} characters; the limit is {MAX_APPEND_CHARS:,}")
+    if "\x00" in value:
+        raise InvalidInput(field, "contains NUL characters (binary data?)")
+    return value
+
+
+def check_role(role: Any) -> str:
+    if role not in ROLES:
+        raise InvalidInput("role", f"{role!r} is not one of {list(ROLES)}")
+    return role
+
+
+def check_time(time: Any) -> datetime:
+    if time is None:
+        return datetime.now(timezone.utc)
+    if isinstance(time, (int, float)) and not isinstance(time, bool) and math.isfinite(time):
+        return datetime.fromtimestamp(time, timezone.utc)
+    if isinstance(time, str):
+        try:
+            time = datetime.fromisoformat(time.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise InvalidInput("time", f"{time!r} is not an ISO 8601 time") from exc
+    if not isinstance(time, datetime):
+        raise InvalidInput("time", f"must be a datetime, ISO string or epoch seconds, got {type(time).__name__}")
+    return time if time.tzinfo is not None else time.replace(tzinfo=timezone.utc)
+
+
+def check_metadata(metadata: Any) -> dict:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidInput("metadata", f"must be a JSON object (dict), got {type(metadata).__name__}")
+    try:
+        return json.loads(json.dumps(dict(metadata), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("metadata", f"is not JSON-serialisable: {exc}") from exc
+
+
+class Memory:
+    """A lifelong memory in a directory: append an agent's stream, ask questions about all of it.
+
+    >>> with Memory("~/agent-memory") as mem:
+    ...     mem.append("My sister Anna moved to Lisbon in May.", role="user")
+    ...     print(mem.ask("Where does Anna live?").text)
+    """
+
+    def __init__(self, path: str | Path, *, model: str = "hsa-smollm2-135m", device: str = "auto",
+                 dtype: torch.dtype | None = None, catalog_url: str | None = None, create: bool = True,
+                 reencode: bool = False, progress: bool = False):
+        from hsa_memory.store import KVLayout, MemoryStore
+        from hsa_memory.store.errors import StoreNotFound
+
+        from .ingest import Ingestor
+
+        self.path = Path(path).expanduser()
+        self.device = resolve_device(device)
+        self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+        self.loaded = shared_model(model, self.device, self.dtype) if isinstance(model, str) else model
+        config = self.loaded.model.config
+        self.progress = progress
+        try:
+            self.store = MemoryStore.open(self.path, catalog_url=catalog_url)
+        except StoreNotFound:
+            if not create:
+                raise
+            layout = KVLayout(chunk_size=config.chunk_size, kv_heads=config.hsa_kv_heads, head_dim=config.hsa_head_dim,
+                              landmark_dim=config.retrieval_dim, kv_dtype="bfloat16")
+            self.store = MemoryStore.create(self.path, layout, model_id=self.loaded.model_id,
+                                            weight_hash=self.loaded.weight_hash, catalog_url=catalog_url)
+        if self.store.weight_hash != self.loaded.weight_hash or self.store.model_id != self.loaded.model_id:
+            if not reencode:
+                self.store.close()
+                raise ModelMismatch(f"{self.path} was encoded by {self.store.model_id} ({self.store.weight_hash[:12]}), "
+                                    f"not {self.loaded.model_id} ({self.loaded.weight_hash[:12]}); open it with "
+                                    f"reencode=True to rebuild it from its event log")
+            self.store.repair(rebuild=None, model_id=self.loaded.model_id, weight_hash=self.loaded.weight_hash)
+        self._lock = threading.RLock()
+        self._positions: dict[int, int] = {}
+        self._closed = False
+        self.ingestor = Ingestor(self.loaded.model, self.loaded.tokenizer, self.store)
+        self.catch_up()
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    def __enter__(self) -> "Memory":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                with self.store.writer():
+                    self.ingestor.flush()
+            finally:
+                self.store.close()
+                self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MemoryClosed(f"memory at {self.path} is closed")
+
+    def catch_up(self) -> int:
+        """Encode events appended (by this or another process) since the last commit."""
+        from .ingest import Ingestor
+
+        with self._lock, self.store.writer():
+            if not self.ingestor.is_current():
+                self.ingestor = Ingestor(self.loaded.model, self.loaded.tokenizer, self.store)
+            return self.ingestor.ingest(self.store.events(after_seq=self.ingestor.cursor), self._progress_bar())
+
+    def _progress_bar(self):
+        if not self.progress:
+            return None
+        from tqdm import tqdm
+
+        bar = tqdm(unit="tok", desc="encoding", leave=False)
+        return bar.update
+
+    # ---- writing ----------------------------------------------------------------------------
+    def append(self, text: str, role: str = "user", time: datetime | str | float | None = None,
+               metadata: Mapping[str, Any] | None = None) -> int:
+        """Append one message; durable before this returns. Returns its sequence number."""
+        return self._append_checked([(check_text("text", text), check_role(role), check_time(time),
+                                      check_metadata(metadata))])[0]
+
+    def extend(self, messages: Iterable[Mapping[str, Any]]) -> list[int]:
+        """Append messages ({"role", "content", "time"?, "metadata"?}) in order; all are validated first."""
+        checked = []
+        for i, message in enumerate(messages):
+            if not isinstance(message, Mapping):
+                raise InvalidInput(f"messages[{i}]", f"must be a dict, got {type(message).__name__}")
+            unknown = set(message) - {"role", "content", "time", "metadata"}
+            if unknown:
+                raise InvalidInput(f"messages[{i}]", f"unknown keys {sorted(unknown)}")
+            checked.append((check_text(f"messages[{i}].content", message.get("content")),
+                            check_role(message.get("role", "user")), check_time(message.get("time")),
+                            check_metadata(message.get("metadata"))))
+        return self._append_checked(checked)
+
+    def _append_checked(self, checked: list[tuple[str, str, datetime, dict]]) -> list[int]:
+        with self._lock:
+            self._check_open()
+            with self.store.writer():
+                if not self.ingestor.is_current():
+                    self.catch_up()
+                # one fsync for the whole batch; every event is durable before ingest starts
+                seqs = self.store.append_events(checked)
+                events = list(self.store.events(after_seq=self.ingestor.cursor))
+                self.ingestor.ingest(events, self._progress_bar())
+        return seqs
+
+    def forget(self, chunk_ids: Iterable[int] | None = None, before: datetime | None = None,
+               after: datetime | None = None, where: Mapping[str, Any] | None = None) -> int:
+        """Forget chunks (and the events they came from) by id, time range or metadata; returns the count."""
+        if chunk_ids is None and before is None and after is None and where is None:
+            raise InvalidInput("forget", "give chunk_ids, before, after or where (refusing to forget everything)")
+        with self._lock:
+            self._check_open()
+            with self.store.writer():
+                return self.store.forget(chunk_ids=list(chunk_ids) if chunk_ids is not None else None,
+                                         before=check_time(before) if before is not None else None,
+                                         after=check_time(after) if after is not None else None,
+                                         where=check_metadata(where) if where is not None else None)
+
+    # ---- reading ----------------------------------------------------------------------------
+    def _asker(self):
+        from .ask import AskPipeline
+
+        return AskPipeline(self.loaded.model, self.loaded.tokenizer, self.store, self._positions)
+
+    def ask_stream(self, question: str, *, max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
+                   seed: int | None = None, citations: int = 5, answer: Answer | None = None) -> Iterator[str]:
+        """Stream the answer's text; pass an ``Answer`` to receive its citations and timings at the end."""
+        check_text("question", question)
+        self._check_open()
+        state = self.ingestor.state
+        yield from self._asker().stream(question, list(state.tail_ids), state.stream.position,
+                                        answer if answer is not None else Answer(""),
+                                        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                        seed=seed, citations=citations)
+
+    def ask(self, question: str, **options) -> Answer:
+        """Answer a question from the whole memory, with citations ranked by the attention they got."""
+        answer = Answer("")
+        for _ in self.ask_stream(question, answer=answer, **options):
+            pass
+        return answer
+
+    @torch.no_grad()
+    def search(self, query: str, k: int = 8) -> list[Hit]:
+        """The chunks the model's retrieval routes this query to (no generation)."""
+        check_text("query", query)
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise InvalidInput("k", f"must be a positive int, got {k!r}")
+        self._check_open()
+        return self._asker().search(query, k, self.ingestor.state.stream.position)
+
+    # ---- maintenance ------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        self._check_open()
+        return {**self.store.stats(), "tokens": self.ingestor.state.stream.position, "model": self.loaded.model_id,
+                "trained_weights": self.loaded.trained, "device": str(self.device)}
+
+    def verify(self):
+        self._check_open()
+        return self.store.verify()
+
+    def export(self, path: str | Path) -> Path:
+        """Write a snapshot (.hsamem) of this memory, state included."""
+        with self._lock:
+            self._check_open()
+            with self.store.writer():
+                self.ingestor.flush()
+                self.store.export(Path(path))
+        return Path(path)
+
+    @classmethod
+    def import_snapshot(cls, snapshot: str | Path, path: str | Path, *, reencode: bool = False, **options) -> "Memory":
+        """Create a memory at ``path`` from a snapshot; everything is verified before anything is written."""
+        from hsa_memory.store import MemoryStore
+
+        model = options.get("model", "hsa-smollm2-135m")
+        device = resolve_device(options.get("device", "auto"))
+        dtype = options.get("dtype") or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        loaded = shared_model(model, device, dtype) if isinstance(model, str) else model
+        store = MemoryStore.import_snapshot(Path(snapshot), Path(path), expected_model_id=loaded.model_id,
+                                            expected_weight_hash=loaded.weight_hash, reencode=reencode)
+        store.close()
+        return cls(path, **{**options, "model": loaded})

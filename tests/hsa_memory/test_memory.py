@@ -1,0 +1,219 @@
+"""Scenarios: append is durable and returns sequence numbers; bad input raises InvalidInput naming the
+field and writes nothing; ingesting in two processes (with a restart between) equals one process; an
+acknowledged append that was never encoded (crash) is encoded on the next open; ask streams text and
+cites chunks; search ranks chunks; forget removes chunks from search and citations; a snapshot round
+trip keeps the memory; opening with other weights raises ModelMismatch unless re-encoding."""
+import json
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timezone
+
+import pytest
+import torch
+
+from hsa_memory import Answer, HsaMemoryError, InvalidInput, Memory, MemoryClosed, ModelMismatch
+
+
+CONVERSATION = [
+    ("user", "My sister Anna moved to Lisbon in May and works as a marine biologist there."),
+    ("assistant", "That sounds exciting! Lisbon is a lovely city by the sea."),
+    ("user", "My dog is called Rex and he is a three year old beagle who loves long walks."),
+    ("assistant", "Rex sounds like great company on your walks."),
+    ("user", "I am allergic to peanuts, so please never suggest recipes that contain them."),
+    ("assistant", "Noted: no peanuts in any recipe I suggest."),
+    ("user", "My favourite composer is Erik Satie, especially the Gymnopédies."),
+    ("assistant", "A beautiful choice; the Gymnopédies are calm and timeless."),
+]
+
+
+def fill(mem, messages=CONVERSATION, repeat=3):
+    for r in range(repeat):
+        for role, text in messages:
+            mem.append(f"{text} (note {r})", role=role)
+
+
+def test_append_returns_increasing_seqs_and_counts_tokens(memory):
+    seqs = [memory.append(text, role=role) for role, text in CONVERSATION]
+    assert seqs == list(range(1, len(CONVERSATION) + 1))
+    stats = memory.stats()
+    assert stats["last_seq"] == len(CONVERSATION)
+    assert stats["tokens"] > 64 and stats["chunks"] == stats["tokens"] // 64
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"text": ""}, "text"),
+    ({"text": "   \n\t"}, "text"),
+    ({"text": 42}, "text"),
+    ({"text": b"bytes"}, "text"),
+    ({"text": "hi\x00there"}, "text"),
+    ({"text": "hi", "role": "robot"}, "role"),
+    ({"text": "hi", "metadata": {"when": datetime.now()}}, "metadata"),
+    ({"text": "hi", "metadata": ["not", "a", "dict"]}, "metadata"),
+    ({"text": "hi", "metadata": {"x": float("nan")}}, "metadata"),
+    ({"text": "hi", "time": "yesterday-ish"}, "time"),
+])
+def test_bad_input_is_typed_and_writes_nothing(memory, kwargs, field):
+    memory.append("a first, valid message")
+    before = memory.stats()
+    with pytest.raises(InvalidInput) as error:
+        memory.append(**kwargs)
+    assert error.value.field == field
+    assert isinstance(error.value, HsaMemoryError)
+    after = memory.stats()
+    assert after["last_seq"] == before["last_seq"] and after["tokens"] == before["tokens"]
+
+
+def test_extend_validates_everything_before_writing(memory):
+    with pytest.raises(InvalidInput, match=r"messages\[1\].content"):
+        memory.extend([{"role": "user", "content": "fine"}, {"role": "user", "content": ""}])
+    assert memory.stats()["last_seq"] == 0
+    assert memory.extend([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b",
+                                                               "time": "2025-05-01T10:00:00Z",
+                                                               "metadata": {"session": "s1"}}]) == [1, 2]
+
+
+def landmarks_of(path, loaded):
+    with Memory(path, model=loaded) as mem:
+        landmarks, ids = mem.store.landmarks()
+        return landmarks.clone(), mem.stats()["tokens"]
+
+
+def test_two_processes_equal_one(tmp_path, tiny_loaded):
+    """A restart between appends (state saved and reloaded) gives the same chunks as one run."""
+    messages = [(role, f"{text} #{i}") for i in range(3) for role, text in CONVERSATION]
+    with Memory(tmp_path / "one", model=tiny_loaded) as mem:
+        for role, text in messages:
+            mem.append(text, role=role)
+    with Memory(tmp_path / "two", model=tiny_loaded) as mem:
+        for role, text in messages[:7]:
+            mem.append(text, role=role)
+    with Memory(tmp_path / "two", model=tiny_loaded) as mem:
+        for role, text in messages[7:]:
+            mem.append(text, role=role)
+    one, tokens_one = landmarks_of(tmp_path / "one", tiny_loaded)
+    two, tokens_two = landmarks_of(tmp_path / "two", tiny_loaded)
+    assert tokens_one == tokens_two
+    torch.testing.assert_close(two, one, rtol=1e-5, atol=1e-5)
+
+
+def test_acknowledged_but_unencoded_events_are_encoded_on_open(tmp_path, tiny_loaded):
+    """Simulates a crash after the event log's fsync but before the chunk commit."""
+    with Memory(tmp_path / "m", model=tiny_loaded) as mem:
+        fill(mem, repeat=1)
+        tokens = mem.stats()["tokens"]
+        with mem.store.writer():
+            for role, text in CONVERSATION:
+                mem.store.append_event(text, role, datetime.now(timezone.utc), {})
+        mem._closed = True  # drop without flushing, as a crash would
+        mem.store.close()
+    with Memory(tmp_path / "m", model=tiny_loaded) as mem:
+        assert mem.stats()["encoded_upto_seq"] == 2 * len(CONVERSATION)
+        assert mem.stats()["tokens"] > tokens
+
+
+def test_ask_streams_text_and_cites_chunks(memory):
+    fill(memory)
+    answer = Answer("")
+    pieces = list(memory.ask_stream("Where does Anna live?", max_new_tokens=8, answer=answer))
+    assert "".join(pieces).strip() == answer.text
+    assert answer.tokens <= 8
+    assert answer.citations, "an ask over a non-empty memory reads chunks"
+    assert all(0 < c.weight <= 1 for c in answer.citations)
+    assert sum(c.weight for c in answer.citations) <= 1 + 1e-6
+    assert {"retrieval", "kv_load", "attention", "total", "first_token"} <= set(answer.timings)
+    again = memory.ask("Where does Anna live?", max_new_tokens=8)
+    assert again.text == answer.text  # greedy decoding is deterministic
+
+
+def test_search_and_forget(memory):
+    memory.append("a note about the weather", role="user", metadata={"session": "s1"})
+    fill(memory)
+    hits = memory.search("Anna Lisbon", k=4)
+    assert 1 <= len(hits) <= 4
+    assert hits == sorted(hits, key=lambda h: -h.score)
+    target = hits[0].chunk_id
+    assert memory.forget(chunk_ids=[target]) >= 1
+    assert target not in {h.chunk_id for h in memory.search("Anna Lisbon", k=8)}
+    assert target not in {c.chunk_id for c in memory.ask("Where does Anna live?", max_new_tokens=4).citations}
+    with pytest.raises(InvalidInput, match="refusing to forget everything"):
+        memory.forget()
+
+
+def test_search_rejects_bad_k(memory):
+    memory.append("hello there")
+    for k in (0, -1, 2.5, True):
+        with pytest.raises(InvalidInput, match="^k:"):
+            memory.search("hello", k=k)
+
+
+def test_snapshot_round_trip(memory, tmp_path, tiny_loaded):
+    fill(memory)
+    snapshot = memory.export(tmp_path / "snap.hsamem")
+    hits = memory.search("peanuts", k=3)
+    other = Memory.import_snapshot(snapshot, tmp_path / "copy", model=tiny_loaded)
+    try:
+        assert other.stats()["tokens"] == memory.stats()["tokens"]
+        assert [h.chunk_id for h in other.search("peanuts", k=3)] == [h.chunk_id for h in hits]
+        assert other.ask("Who is Rex?", max_new_tokens=6).text == memory.ask("Who is Rex?", max_new_tokens=6).text
+    finally:
+        other.close()
+
+
+def test_model_mismatch_and_reencode(tmp_path, tiny_loaded):
+    from hsa_memory.model import get_preset
+    from hsa_memory.model.loading import load_model
+
+    with Memory(tmp_path / "m", model=tiny_loaded) as mem:
+        fill(mem, repeat=1)
+        tokens = mem.stats()["tokens"]
+    torch.manual_seed(7)
+    other = load_model(get_preset("tiny"), checkpoint=None)
+    other.weight_hash = "0" * 64
+    with pytest.raises(ModelMismatch, match="reencode=True"):
+        Memory(tmp_path / "m", model=other)
+    with Memory(tmp_path / "m", model=other, reencode=True) as mem:
+        assert mem.stats()["tokens"] == tokens
+        assert mem.store.weight_hash == "0" * 64
+
+
+def test_closed_memory_refuses_work(tmp_path, tiny_loaded):
+    mem = Memory(tmp_path / "m", model=tiny_loaded)
+    mem.close()
+    mem.close()  # idempotent
+    with pytest.raises(MemoryClosed):
+        mem.append("late")
+    with pytest.raises(MemoryClosed):
+        mem.search("late")
+
+
+def test_concurrent_writer_in_another_process(tmp_path, tiny_loaded):
+    """Appends from another process are picked up (encoded) before this process appends again."""
+    path = tmp_path / "shared"
+    with Memory(path, model=tiny_loaded) as mem:
+        fill(mem, repeat=1)
+    script = textwrap.dedent(f"""
+        import torch
+        from hsa_memory.model import get_preset
+        from hsa_memory.model.loading import load_model
+        from hsa_memory.store import MemoryStore
+        from datetime import datetime, timezone
+        store = MemoryStore.open({str(path)!r})
+        with store.writer():
+            for i in range(5):
+                store.append_event("message from another process number %d about gardening" % i, "user",
+                                   datetime.now(timezone.utc), {{}})
+        store.close()
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    with Memory(path, model=tiny_loaded) as mem:
+        assert mem.stats()["encoded_upto_seq"] == len(CONVERSATION) + 5
+        mem.append("and one more")
+        # the other process writes again while this one holds unflushed state: it must not be overwritten
+        subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+        mem.append("a last one")
+        assert mem.ingestor.cursor == len(CONVERSATION) + 12
+    with Memory(path, model=tiny_loaded) as mem:
+        assert mem.stats()["encoded_upto_seq"] == len(CONVERSATION) + 12
+        events = list(mem.store.events())
+        assert [e.text for e in events[-7:]][-1] == "a last one"
