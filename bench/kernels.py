@@ -187,14 +187,15 @@ def decode_topk_sweep(M=16 * 2 ** 20, topk=32, R=256):
     lm = torch.randn(1, N, 1, R, device=DEVICE, dtype=DT)
     vis = torch.full((1, 1), N, device=DEVICE)
     ref = landmark_topk_forward(qr, lm, topk, vis, 1.0, None)[1]
-    configs = [(64, 128, 4, 3), (64, 128, 4, 2), (64, 128, 8, 3), (64, 64, 4, 3),
-               (32, 128, 4, 3), (32, 256, 4, 3), (128, 128, 8, 3), (64, 256, 4, 2)]
-    for block_n, n_splits, warps, stages in configs:
-        row = {"block_n": block_n, "n_splits": n_splits, "num_warps": warps, "num_stages": stages}
+    configs = [(64, 128, 4, 3, 256), (64, 128, 4, 2, 256), (64, 128, 8, 3, 256), (64, 64, 4, 3, 256),
+               (32, 128, 4, 3, 256), (32, 256, 4, 3, 256), (128, 128, 8, 3, 256), (64, 256, 4, 2, 256),
+               (64, 128, 4, 3, 128), (64, 128, 8, 4, 128)]
+    for block_n, n_splits, warps, stages, block_r in configs:
+        row = {"block_n": block_n, "n_splits": n_splits, "num_warps": warps, "num_stages": stages, "block_r": block_r}
 
         def body():
             fn = lambda: landmark_topk_forward(qr, lm, topk, vis, 1.0, None, block_n=block_n, n_splits=n_splits,
-                                               num_warps=warps, num_stages=stages)
+                                               num_warps=warps, num_stages=stages, block_r=block_r)
             same = bool(torch.equal(fn()[1].sort(-1).values, ref.sort(-1).values))
             t = 1e3 * ms(fn, graph=True)
             return {"us": t, "GBps": N * R * 2 / (t * 1e-6) / 1e9, "same_as_default": same}

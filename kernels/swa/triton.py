@@ -173,6 +173,11 @@ def swa_bwd_dq_kernel(
              (b_dq * sm_scale).to(dq_ptr.dtype.element_ty), mask=m_qd)
 
 
+def _warps(block_d: int) -> int:
+    # 4 warps spill registers once a 64-row tile is 128 wide (sm_90 compile, both Triton versions)
+    return 8 if block_d >= 128 else 4
+
+
 def _strides(x):
     return x.stride(0), x.stride(1), x.stride(2)
 
@@ -197,7 +202,7 @@ class SWAFunction(torch.autograd.Function):
             q, k, v, sink, o, lse, *_strides(q), *_strides(k), *_strides(v), *_strides(o),
             T, S, HQ, HQ // HK, D, window, sm_scale * LOG2E,
             HAS_SINK=has_sink, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D, DOT_PRECISION=precision,
-            num_warps=4, num_stages=2,
+            num_warps=_warps(BLOCK_D), num_stages=2,
         )
         ctx.save_for_backward(q, k, v, o, lse, *((sink_logits,) if has_sink else ()))
         ctx.window, ctx.sm_scale, ctx.has_sink = window, sm_scale, has_sink
@@ -219,12 +224,14 @@ class SWAFunction(torch.autograd.Function):
         swa_bwd_dkv_kernel[(triton.cdiv(S, BLOCK_N), B * HK)](
             q, k, v, do, lse, delta, dk, dv, *_strides(q), *_strides(k), *_strides(v), *_strides(do),
             *_strides(dk), T, S, HQ, HK, HQ // HK, D, ctx.window, ctx.sm_scale, ctx.sm_scale * LOG2E,
-            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D, DOT_PRECISION=precision, num_warps=4, num_stages=2,
+            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D, DOT_PRECISION=precision,
+            num_warps=_warps(2 * BLOCK_D), num_stages=2,
         )
         swa_bwd_dq_kernel[(triton.cdiv(T, BLOCK_M), B * HQ)](
             q, k, v, do, lse, delta, dq, *_strides(q), *_strides(k), *_strides(v), *_strides(do), *_strides(dq),
             T, S, HQ, HQ // HK, D, ctx.window, ctx.sm_scale, ctx.sm_scale * LOG2E,
-            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D, DOT_PRECISION=precision, num_warps=4, num_stages=2,
+            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D, DOT_PRECISION=precision,
+            num_warps=_warps(BLOCK_D), num_stages=2,
         )
         dsink = None
         if ctx.has_sink:

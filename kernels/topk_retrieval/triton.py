@@ -195,7 +195,7 @@ def _log2(x: int) -> int:
 
 
 def landmark_topk_forward(queries, landmarks, topk, visible_upto, scale, gumbel_seed, block_n=None, n_splits=None,
-                          sort=None, num_warps=None, num_stages=3):
+                          sort=None, num_warps=None, num_stages=3, block_r=None):
     """Launches the scan and the merge; shapes as ``landmark_topk_reference``. Returns (scores, indices).
 
     ``sort`` (default: on CUDA) lets tiles with many survivors merge by sorting networks; Triton's CPU
@@ -213,7 +213,7 @@ def landmark_topk_forward(queries, landmarks, topk, visible_upto, scale, gumbel_
     block_q = 16 if T <= 16 else 32
     block_n = block_n or max(64, topk_pad)
     # a landmark tile of at most 32 KiB per pipeline stage
-    block_r = min(128 if queries.element_size() == 4 else 256, max(16, triton.next_power_of_2(R)))
+    block_r = block_r or min(128 if queries.element_size() == 4 else 256, max(16, triton.next_power_of_2(R)))
     n_tiles = max(1, triton.cdiv(N, block_n))
     programs = triton.cdiv(T, block_q) * B * HK
     if n_splits is None:
