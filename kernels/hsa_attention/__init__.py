@@ -37,7 +37,8 @@ def _check(q, mem_k, mem_v, chunk_idx, chunk_w, chunk_size, paged):
         )
     if not (q.dtype == mem_k.dtype == mem_v.dtype) or q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         raise ValueError(
-            f"q, mem_k and mem_v must share one of float16/bfloat16/float32, got {q.dtype}, {mem_k.dtype}, {mem_v.dtype}"
+            "q, mem_k and mem_v must share one of float16/bfloat16/float32, "
+            f"got {q.dtype}, {mem_k.dtype}, {mem_v.dtype}"
         )
     if chunk_idx.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"chunk_idx must be an integer tensor, got {chunk_idx.dtype}")

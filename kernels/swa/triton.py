@@ -111,8 +111,8 @@ def swa_bwd_dkv_kernel(
             m_qd = m_m[:, None] & m_d[None, :]
             b_q = tl.load(q_ptr + i_b * stride_qb + i_h * stride_qh + offs_m[:, None] * stride_qt + offs_d[None, :],
                           mask=m_qd, other=0.0)
-            b_do = tl.load(do_ptr + i_b * stride_dob + i_h * stride_doh + offs_m[:, None] * stride_dot + offs_d[None, :],
-                           mask=m_qd, other=0.0)
+            p_do = do_ptr + i_b * stride_dob + i_h * stride_doh + offs_m[:, None] * stride_dot + offs_d[None, :]
+            b_do = tl.load(p_do, mask=m_qd, other=0.0)
             b_lse = tl.load(lse_ptr + (i_b * HQ + i_h) * T + offs_m, mask=m_m, other=0.0)
             b_delta = tl.load(delta_ptr + (i_b * HQ + i_h) * T + offs_m, mask=m_m, other=0.0)
             b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PRECISION) * qk_scale

@@ -31,7 +31,8 @@ def landmark_topk_triton(
         raise ValueError(f"topk must be in 1..256 for the Triton kernel, got {topk}")
     if queries.dtype != landmarks.dtype or queries.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         raise ValueError(
-            f"queries and landmarks must share one of float16/bfloat16/float32, got {queries.dtype} and {landmarks.dtype}"
+            "queries and landmarks must share one of float16/bfloat16/float32, "
+            f"got {queries.dtype} and {landmarks.dtype}"
         )
     from .triton import landmark_topk_forward
 

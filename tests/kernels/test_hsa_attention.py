@@ -7,6 +7,8 @@ chunks than K (empty slots), a paged pool, both forward kernels, and every dtype
 import pytest
 import torch
 
+pytest.importorskip("triton", reason="the Triton kernels need the triton extra: pip install 'hsa-memory[triton]'")
+
 from hsa_memory.kernels import hsa_attention
 from hsa_memory.kernels.hsa_attention import hsa_attention_reference, hsa_attention_triton
 

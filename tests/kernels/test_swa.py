@@ -7,6 +7,8 @@ learned sink logits (their gradient too), and every dtype.
 import pytest
 import torch
 
+pytest.importorskip("triton", reason="the Triton kernels need the triton extra: pip install 'hsa-memory[triton]'")
+
 from hsa_memory.kernels import sliding_window_attention
 from hsa_memory.kernels.swa import sliding_window_attention_reference, sliding_window_attention_triton
 

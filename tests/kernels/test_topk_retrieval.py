@@ -8,6 +8,8 @@ no intermediate of size (queries × chunks).
 import pytest
 import torch
 
+pytest.importorskip("triton", reason="the Triton kernels need the triton extra: pip install 'hsa-memory[triton]'")
+
 from hsa_memory.kernels import landmark_topk
 from hsa_memory.kernels.topk_retrieval import landmark_topk_reference, landmark_topk_triton
 
