@@ -22,6 +22,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 IMPORT_PATH = "/v1/memories/import"
+DEFAULT_NEW_TOKENS = 128
 
 
 class ServiceState:
@@ -51,10 +52,11 @@ class ServiceState:
                                  f"{self.settings.max_append_chars:,}", field=field)
 
     def ask_options(self, body) -> dict:
-        if body.max_new_tokens > self.settings.max_new_tokens:
-            raise InvalidRequest(f"{body.max_new_tokens} is over this service's limit of "
-                                 f"{self.settings.max_new_tokens}", field="max_new_tokens")
-        return body.model_dump(exclude={"question"})
+        limit = self.settings.max_new_tokens
+        if body.max_new_tokens is not None and body.max_new_tokens > limit:
+            raise InvalidRequest(f"{body.max_new_tokens} is over this service's limit of {limit}",
+                                 field="max_new_tokens")
+        return {**body.model_dump(exclude={"question"}), "max_new_tokens": body.max_new_tokens or min(DEFAULT_NEW_TOKENS, limit)}
 
     def with_slot(self, fn: Callable[[], T]) -> Callable[[], T]:
         """``fn`` that frees its ask slot when it ends, in whatever thread it runs."""

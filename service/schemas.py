@@ -71,7 +71,8 @@ class AppendedBatch(BaseModel):
 
 class AskRequest(Strict):
     question: str
-    max_new_tokens: int = Field(128, ge=1, description="at most the service's max_new_tokens (see /v1/health)")
+    max_new_tokens: int | None = Field(None, ge=1, description="default 128 or the service's limit if lower; "
+                                                                 "at most the limit (max_new_tokens in /v1/health)")
     temperature: float = Field(0.0, ge=0.0, le=5.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int | None = Field(None, ge=0, le=MAX_INT64)
