@@ -59,7 +59,12 @@ class Parsed:
     source: Source
     sha256: str
     format: str
-    messages: list[dict] = field(default_factory=list)
+    # (line or None, message) in file order
+    records: list[tuple[int | None, dict]] = field(default_factory=list)
+
+    @property
+    def messages(self) -> list[dict]:
+        return [message for _, message in self.records]
 
 
 @dataclass
@@ -182,8 +187,10 @@ def to_message(source: str, line: int | None, obj: Any) -> dict:
             raise InputError(source, line, f"metadata must be a JSON object, got {type(metadata).__name__}")
         metadata = {**extra, **(metadata or {})}
     try:
+        time = obj.get("time")
+        # a message without a time gets the time of the write, not of this reading
         return {"role": check_role(role), "content": check_text("content", text),
-                "time": check_time(obj.get("time")), "metadata": check_metadata(metadata)}
+                "time": check_time(time) if time is not None else None, "metadata": check_metadata(metadata)}
     except InvalidInput as exc:
         raise InputError(source, line, str(exc)) from None
 
@@ -223,7 +230,7 @@ def _array_lines(text: str, value: Any) -> list[int] | None:
     return None
 
 
-def parse_json_document(source: str, data: bytes) -> list[dict]:
+def parse_json_document(source: str, data: bytes) -> list[tuple[int | None, dict]]:
     text = _decode(source, data).lstrip("\ufeff")
     try:
         value = DECODER.decode(text)
@@ -241,10 +248,11 @@ def parse_json_document(source: str, data: bytes) -> list[dict]:
     if not messages:
         raise InputError(source, None, "holds no messages")
     lines = _array_lines(text, value)
-    return [to_message(source, lines[i] if lines else None, m) for i, m in enumerate(messages)]
+    return [(lines[i] if lines else None, to_message(source, lines[i] if lines else None, m))
+            for i, m in enumerate(messages)]
 
 
-def parse_jsonl(source: str, stream: BinaryIO, digest) -> list[dict]:
+def parse_jsonl(source: str, stream: BinaryIO, digest) -> list[tuple[int | None, dict]]:
     messages, number = [], 0
     while True:
         raw = stream.readline(MAX_RECORD_BYTES + 1)
@@ -264,20 +272,20 @@ def parse_jsonl(source: str, stream: BinaryIO, digest) -> list[dict]:
             obj = DECODER.decode(text)
         except ValueError as exc:
             raise _json_error(source, exc, number) from None
-        messages.append(to_message(source, number, obj))
+        messages.append((number, to_message(source, number, obj)))
     if not messages:
         raise InputError(source, None, "is empty (no messages)" if number == 0 else "holds only blank lines")
     return messages
 
 
-def parse_text(source: str, data: bytes, role: str) -> list[dict]:
+def parse_text(source: str, data: bytes, role: str) -> list[tuple[int | None, dict]]:
     if len(data) > MAX_RECORD_BYTES:
         raise InputError(source, None, f"has {len(data):,} bytes; one message may hold at most "
                                        f"{MAX_RECORD_BYTES:,}; split the file")
     text = _decode(source, data).lstrip("\ufeff")
     if not text.strip():
         raise InputError(source, None, "is empty" if not data else "holds only whitespace")
-    return [to_message(source, None, {"role": role, "content": text, "metadata": {"source": source}})]
+    return [(None, to_message(source, None, {"role": role, "content": text, "metadata": {"source": source}}))]
 
 
 def _read_limited(source: str, stream: BinaryIO, limit: int) -> bytes:
@@ -434,34 +442,41 @@ def ingest(state: State, paths: tuple[str, ...], fmt: str, role: str, dry_run: b
     memory_dir = state.require_path()
     sources = find_sources(paths, memory_dir)
     outcomes: list[Outcome | None] = [None] * len(sources)
+
+    def reject(index: int, label: str, exc: InputError, binary: bool = False) -> None:
+        if on_error == "abort" and not binary:
+            raise click.ClickException(f"{exc}; nothing was written"
+                                       + ("" if dry_run else " (--on-error skip leaves such files out)"))
+        state.warn(f"skipping {exc}")
+        outcomes[index] = Outcome(label, "skipped" if binary else "error",
+                                  detail=f"line {exc.line}: {exc.message}" if exc.line else exc.message)
+
     parsed: list[tuple[int, Parsed]] = []
     for index, source in enumerate(sources):
         try:
             parsed.append((index, read_source(source, fmt, role)))
         except InputError as exc:
-            binary = source.from_directory and "looks binary" in exc.message
-            if on_error == "abort" and not binary:
-                raise click.ClickException(f"{exc}; nothing was written"
-                                           + ("" if dry_run else " (--on-error skip leaves such files out)"))
-            state.warn(f"skipping {exc}")
-            outcomes[index] = Outcome(source.label, "skipped" if binary else "error",
-                                      detail=f"line {exc.line}: {exc.message}" if exc.line else exc.message)
+            reject(index, source.label, exc, binary=source.from_directory and "looks binary" in exc.message)
         except OSError as exc:
             raise click.ClickException(f"{source.label}: {exc.strerror or exc}") from exc
 
     registry = Registry(memory_dir)
+    todo = _in_time_order(_plan(registry.load(), parsed, force, outcomes), None, reject)
     if dry_run:
-        _plan(registry.load(), parsed, force, outcomes, dry_run=True)
-    elif parsed:
+        for index, item in todo:
+            outcomes[index] = Outcome(item.source.label, "would-ingest", item.format, len(item.records))
+    elif todo:
         mem = state.memory(create=True)
+        # again under the lock: another ingest may have written meanwhile
         with registry.locked():
-            _write(state, mem, registry, _plan(registry, parsed, force, outcomes, dry_run=False), outcomes)
+            todo = _in_time_order(_plan(registry, todo, force, outcomes), last_event_time(mem), reject)
+            _write(state, mem, registry, todo, outcomes)
     summary = _summary([o for o in outcomes if o is not None], dry_run)
     emit(state, summary, text=_text(summary))
 
 
-def _plan(registry: Registry, parsed: list[tuple[int, Parsed]], force: bool, outcomes: list, dry_run: bool) -> list:
-    """Mark duplicates (ingested before, or twice in this run); returns what to write."""
+def _plan(registry: Registry, parsed: list[tuple[int, Parsed]], force: bool, outcomes: list) -> list:
+    """Mark duplicates (ingested before, or twice in this run); returns the rest."""
     todo, seen = [], set()
     for index, item in parsed:
         earlier = registry.files.get(item.sha256)
@@ -472,12 +487,47 @@ def _plan(registry: Registry, parsed: list[tuple[int, Parsed]], force: bool, out
             outcomes[index] = Outcome(item.source.label, "duplicate", item.format,
                                       detail=f"same content as {earlier['source']}, ingested {earlier['at']}; "
                                              "--force ingests it again")
-        elif dry_run:
-            outcomes[index] = Outcome(item.source.label, "would-ingest", item.format, len(item.messages))
         else:
             todo.append((index, item))
         seen.add(item.sha256)
     return todo
+
+
+def last_event_time(mem) -> datetime | None:
+    """The time of the memory's newest live event (None when it has none)."""
+    last = mem.stats()["last_seq"]
+    window = 16
+    while True:
+        events = list(mem.store.events(after_seq=max(0, last - window)))
+        if events or window >= last:
+            return events[-1].time if events else None
+        window *= 16
+
+
+def _in_time_order(todo: list[tuple[int, Parsed]], since: datetime | None, reject) -> list[tuple[int, Parsed]]:
+    """Files whose times never go back, from the memory's last event on; ``reject`` gets the others.
+
+    The memory takes events in time order (a chunk's first event may not be later than its last).
+    """
+    kept = []
+    for index, item in todo:
+        previous = since
+        try:
+            for line, message in item.records:
+                when = message["time"] or datetime.now(timezone.utc)
+                if previous is not None and when < previous:
+                    what = "the previous message" if previous is not since else "the memory's newest event"
+                    raise InputError(item.source.label, line,
+                                     f"time {when.isoformat()} is before {previous.isoformat()}, the time of {what}; "
+                                     "the memory takes messages in time order: sort them, or leave out \"time\" "
+                                     "to use the time of ingest")
+                previous = when
+        except InputError as exc:
+            reject(index, item.source.label, exc)
+            continue
+        since = previous
+        kept.append((index, item))
+    return kept
 
 
 def _write(state: State, mem, registry: Registry, todo: list[tuple[int, Parsed]], outcomes: list) -> None:
