@@ -104,8 +104,9 @@ class AskSlots:
         self.in_use = 0
 
     async def acquire(self) -> None:
-        if self._semaphore is None:
-            self._semaphore, self._loop = asyncio.Semaphore(self.size), asyncio.get_running_loop()
+        if self._semaphore is None or self._loop is not asyncio.get_running_loop():
+            # first use, or the app runs again on a new event loop (tests restart it)
+            self._semaphore, self._loop, self.in_use = asyncio.Semaphore(self.size), asyncio.get_running_loop(), 0
         try:
             await asyncio.wait_for(self._semaphore.acquire(), self.wait)
         except asyncio.TimeoutError:

@@ -51,7 +51,7 @@ class MemoryPool:
     def __init__(self, settings: Settings, loaded):
         self.settings = settings
         self.loaded = loaded
-        self.executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="hsa-memory")
+        self._executor: ThreadPoolExecutor | None = None
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._released = threading.Condition(self._lock)
@@ -59,6 +59,14 @@ class MemoryPool:
 
     def path(self, memory_id: str) -> Path:
         return self.settings.memories_dir / memory_id
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The worker threads, started on first use (again after ``close``, when the app restarts)."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.settings.worker_threads, thread_name_prefix="hsa-memory")
+            return self._executor
 
     @property
     def open_count(self) -> int:
@@ -174,10 +182,13 @@ class MemoryPool:
         shutil.rmtree(path, ignore_errors=True)
 
     def close(self) -> None:
-        """Close every memory (flushing its ingest state) and stop the workers."""
+        """Stop the workers once their work is done, then close every memory (flushing its ingest state)."""
         with self._lock:
             entries = list(self._entries.values())
             self._entries.clear()
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
         for entry in entries:
             with entry.open_lock:
                 if entry.memory is not None:
@@ -186,4 +197,3 @@ class MemoryPool:
                     except Exception:
                         log.exception("closing memory %s failed", entry.memory_id)
                     entry.memory = None
-        self.executor.shutdown(wait=True, cancel_futures=True)

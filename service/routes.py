@@ -27,10 +27,14 @@ bearer = HTTPBearer(auto_error=False, description="an API key, `hsa_<key id>_<se
 MEMORY_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 IMPORT_BODY = {"requestBody": {"required": True, "content": {
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
-EVENT_STREAM = {200: {"description": "server-sent events: `data: {\"text\": piece}` while generating, then "
-                                     "`event: answer` with the whole answer (citations included), or "
-                                     "`event: error` with an error body",
-                      "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+# each event as OpenAPI 3.2 describes server-sent events (the item schema FastAPI's own SSE routes use)
+EVENT_STREAM = {200: {
+    "description": "server-sent events: `data: {\"text\": piece}` while generating, then `event: answer` with the "
+                   "whole answer (AnswerOut, citations included), or `event: error` with an ErrorBody",
+    "content": {"text/event-stream": {"itemSchema": {
+        "type": "object", "required": ["data"],
+        "properties": {"event": {"type": "string", "enum": ["message", "answer", "error"]},
+                       "data": {"type": "string", "contentMediaType": "application/json"}}}}}}}
 SNAPSHOT = {200: {"description": "the .hsamem snapshot", "content": {"application/octet-stream": {
     "schema": {"type": "string", "format": "binary"}}}}}
 
