@@ -97,9 +97,12 @@ class MemoryPool:
             self._entries.move_to_end(memory_id)
         try:
             with entry.open_lock:
-                if entry.memory is None:
-                    entry.memory = Memory(self.path(memory_id), model=self.loaded, catalog_url=self.settings.catalog_url,
-                                          create=False)
+                opened = entry.memory is None
+                if opened:
+                    entry.memory = Memory(self.path(memory_id), model=self.loaded,
+                                          catalog_url=self.settings.catalog_url, create=False)
+            if opened:
+                self._evict(keep=memory_id)
             yield entry.memory
         finally:
             self._drop_lease(entry)
@@ -112,11 +115,11 @@ class MemoryPool:
                 del self._entries[entry.memory_id]
             self._released.notify_all()
 
-    def _evict(self) -> None:
+    def _evict(self, keep: str | None = None) -> None:
         while True:
             with self._lock:
                 opened = [e for e in self._entries.values() if e.memory is not None]
-                victim = next((e for e in opened if e.leases == 0), None)
+                victim = next((e for e in opened if e.leases == 0 and e.memory_id != keep), None)
                 if len(opened) <= self.settings.max_open_memories or victim is None:
                     return
                 # held while it closes, so nobody else picks it; a new lease waits on open_lock, then reopens
@@ -155,7 +158,7 @@ class MemoryPool:
             entry = self._entries.setdefault(memory_id, _Entry(memory_id))
             entry.memory = memory
             self._entries.move_to_end(memory_id)
-        self._evict()
+        self._evict(keep=memory_id)
 
     def destroy(self, memory_id: str) -> None:
         """Close the memory once its running requests finish, then delete its files and catalog rows."""
