@@ -46,7 +46,7 @@ def eval_():
 @output_options
 @pass_state
 def niah(state: State, lengths: list[int], depths: list[float], count: int, seed: int, max_tokens: int):
-    """Single needle in a haystack: is its value in the answer?
+    """Single needle in a haystack: ask for its value, score the answers.
 
     \b
     hsa-memory --model hsa-smollm2-135m eval niah --lengths 4096,8192 --count 5 --json

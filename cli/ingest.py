@@ -480,13 +480,13 @@ def _plan(registry: Registry, parsed: list[tuple[int, Parsed]], force: bool, out
     todo, seen = [], set()
     for index, item in parsed:
         earlier = registry.files.get(item.sha256)
-        if item.sha256 in seen:
-            outcomes[index] = Outcome(item.source.label, "duplicate", item.format,
-                                      detail="same content as a file earlier in this run")
-        elif earlier and not force:
+        if earlier and not force:
             outcomes[index] = Outcome(item.source.label, "duplicate", item.format,
                                       detail=f"same content as {earlier['source']}, ingested {earlier['at']}; "
                                              "--force ingests it again")
+        elif item.sha256 in seen:
+            outcomes[index] = Outcome(item.source.label, "duplicate", item.format,
+                                      detail="same content as a file earlier in this run")
         else:
             todo.append((index, item))
         seen.add(item.sha256)
@@ -509,23 +509,22 @@ def _in_time_order(todo: list[tuple[int, Parsed]], since: datetime | None, rejec
 
     The memory takes events in time order (a chunk's first event may not be later than its last).
     """
-    kept = []
+    kept, since_what = [], "the memory's newest event"
     for index, item in todo:
-        previous = since
+        previous, what = since, since_what
         try:
             for line, message in item.records:
                 when = message["time"] or datetime.now(timezone.utc)
                 if previous is not None and when < previous:
-                    what = "the previous message" if previous is not since else "the memory's newest event"
                     raise InputError(item.source.label, line,
                                      f"time {when.isoformat()} is before {previous.isoformat()}, the time of {what}; "
                                      "the memory takes messages in time order: sort them, or leave out \"time\" "
                                      "to use the time of ingest")
-                previous = when
+                previous, what = when, "the previous message"
         except InputError as exc:
             reject(index, item.source.label, exc)
             continue
-        since = previous
+        since, since_what = previous, f"the last message of {item.source.label}"
         kept.append((index, item))
     return kept
 

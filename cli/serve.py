@@ -1,39 +1,50 @@
-"""``serve``: the HTTP memory service (``hsa_memory.service``), started from the command line."""
+"""``serve``: the HTTP memory service (``hsa_memory.service.run``), started from the command line."""
 from __future__ import annotations
 
-import inspect
+from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from .state import State, output_options, pass_state
 
 
+def _explicit(ctx: click.Context, name: str, value):
+    """A group option's value when the user gave it (flag or env), else None: the service then decides."""
+    root = ctx.find_root()
+    return value if root.get_parameter_source(name) not in (None, ParameterSource.DEFAULT) else None
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@click.option("--catalog-url", envvar="HSA_MEMORY_CATALOG_URL", show_envvar=True,
-              help="SQLAlchemy URL of a shared catalog (PostgreSQL); default: SQLite files.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the service keeps its memories (default: HSA_SERVICE_DATA_DIR or "
+                   "~/.local/share/hsa-memory/service).")
+@click.option("--catalog-url", default=None,
+              help="SQLAlchemy URL of a shared catalog (PostgreSQL); default: HSA_SERVICE_CATALOG_URL or SQLite.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
 @output_options
 @pass_state
-def serve(state: State, host: str, port: int, catalog_url: str | None):
+@click.pass_context
+def serve(ctx: click.Context, state: State, host: str, port: int, data_dir: Path | None, catalog_url: str | None,
+          log_level: str):
     """Run the HTTP memory service until interrupted.
 
     \b
-    hsa-memory serve --host 0.0.0.0 --port 8000
+    hsa-memory serve --host 0.0.0.0 --port 8080 --data-dir /srv/hsa
     """
     try:
         import hsa_memory.service as service
-    except ImportError as exc:
-        raise click.ClickException(f"the service cannot start ({exc}); install it with "
+
+        run = service.run
+    except (ImportError, AttributeError) as exc:
+        raise click.ClickException(f"the HTTP service is not available ({exc}); install it with "
                                    "`pip install 'hsa-memory[service]'`") from exc
-    run = getattr(service, "run", None)
-    if not callable(run):
-        raise click.ClickException("the HTTP service is not available in this version of hsa-memory "
-                                   "(hsa_memory.service has no run()); use the Python API or the CLI meanwhile")
-    options = {"host": host, "port": port, "catalog_url": catalog_url}
-    accepted = inspect.signature(run).parameters
-    options.update({name: value for name, value in (("model", state.model), ("device", state.device))
-                    if name in accepted})
+    options = {"host": host, "port": port, "catalog_url": catalog_url, "data_dir": data_dir, "log_level": log_level}
+    model, device = _explicit(ctx, "model", state.model), _explicit(ctx, "device", state.device)
+    options.update({k: v for k, v in (("model", model), ("device", device)) if v is not None})
     run(**options)
 
 

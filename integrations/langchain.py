@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote, unquote
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun, CallbackManagerForToolRun
 from langchain_core.chat_history import BaseChatMessageHistory
@@ -217,15 +217,20 @@ if BaseStore is not None:
     # a namespace becomes one directory name; longer names would hit file-system limits
     MAX_DIR_NAME = 200
 
+    def _dir_label(label: str) -> str:
+        # "%" would break the store's SQLite URL, so labels beyond [A-Za-z0-9_-] are spelled in hex
+        return label if re.fullmatch(r"[A-Za-z0-9_-]+", label) else "~" + label.encode().hex()
+
     def _dir_name(namespace: tuple[str, ...]) -> str:
-        name = ".".join(quote(label, safe="").replace(".", "%2E") for label in namespace)
+        name = ".".join(_dir_label(label) for label in namespace)
         if len(name) > MAX_DIR_NAME:
             raise InvalidNamespaceError(f"namespace {namespace!r} is too long: its directory name would have "
                                         f"{len(name)} characters, the limit is {MAX_DIR_NAME}")
         return name
 
     def _namespace(dir_name: str) -> tuple[str, ...]:
-        return tuple(unquote(label) for label in dir_name.split("."))
+        return tuple(bytes.fromhex(label[1:]).decode() if label.startswith("~") else label
+                     for label in dir_name.split("."))
 
     def _compare(value: Any, condition: Any) -> bool:
         """LangGraph's filter semantics: equality, nested dicts, and ``$eq $ne $gt $gte $lt $lte``."""
