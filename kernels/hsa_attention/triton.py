@@ -308,13 +308,21 @@ class _Layout:
         mem = mem.reshape(self.n_pages, self.S, self.HK, self.D)
         return mem if mem.stride(-1) == 1 else mem.contiguous()
 
-    def block_tok(self, sorted_pairs):
+    def block_tok(self, sorted_pairs, backward=False):
         rows = BLOCK_M if sorted_pairs else 16
+        if backward and self.BLOCK_D >= 128:
+            # the backward holds dK/dV and five row tiles: 64 × 128 spills even with 8 warps
+            rows //= 2
         return max(1, rows // self.BLOCK_G)
 
 
 def _warps(rows: int, block_d: int) -> int:
-    return 8 if rows * block_d >= 128 * 128 else 4
+    # register use read off sm_90 compiles (both Triton versions): 4 warps spill from 64 × 128 tiles
+    return 8 if rows * block_d >= 64 * 128 else 4
+
+
+# token-major kernels: 16-row products keep whole 64-key K/V operands per warp; 4 warps spill
+TOKEN_WARPS = 8
 
 
 def hsa_forward(q, k_pool, v_pool, chunk_idx, chunk_w, lay: _Layout, sm_scale: float, plan, forward: str):
@@ -330,7 +338,7 @@ def hsa_forward(q, k_pool, v_pool, chunk_idx, chunk_w, lay: _Layout, sm_scale: f
             q, k_pool, v_pool, chunk_idx, chunk_w, o, *common, o.stride(0), o.stride(1),
             lay.T, lay.HK, lay.K, lay.G, lay.D, lay.pages_per_batch, qk_scale,
             S=lay.S, BLOCK_D=lay.BLOCK_D, BLOCK_G=BLOCK_G, DOT_PRECISION=precision,
-            num_warps=_warps(BLOCK_G, lay.BLOCK_D), num_stages=2,
+            num_warps=TOKEN_WARPS, num_stages=2,
         )
         return o
     o_acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
@@ -364,7 +372,7 @@ def hsa_backward(q, k_pool, v_pool, chunk_idx, chunk_w, do, lay: _Layout, sm_sca
         dk = dv = dq
     dw = torch.zeros(chunk_w.shape, dtype=torch.float32, device=q.device)
     sorted_pairs = plan is not None
-    block_tok = lay.block_tok(sorted_pairs)
+    block_tok = lay.block_tok(sorted_pairs, backward=True)
     order, item_seg, item_start, item_len = plan if sorted_pairs else (chunk_idx,) * 4
     n_items = item_seg.numel() if sorted_pairs else chunk_idx.numel()
     hsa_bwd_chunk_kernel[(n_items,)](
@@ -378,8 +386,8 @@ def hsa_backward(q, k_pool, v_pool, chunk_idx, chunk_w, do, lay: _Layout, sm_sca
         sm_scale, sm_scale * 1.4426950408889634,
         S=lay.S, BLOCK_D=lay.BLOCK_D, BLOCK_G=lay.BLOCK_G, BLOCK_TOK=block_tok,
         SORTED=sorted_pairs, NEED_DQ=not token_dq, NEED_DKV=need_dkv, DOT_PRECISION=_dot_precision(q.dtype),
-        # dK/dV accumulators and five tiles per row block: 4 warps spill at 64 × 64
-        num_warps=2 * _warps(block_tok * lay.BLOCK_G, lay.BLOCK_D), num_stages=1,
+        # dK/dV accumulators and five row tiles: 4 warps spill at 64 × 64
+        num_warps=8, num_stages=1,
     )
     if token_dq:
         BLOCK_G = max(16, lay.BLOCK_G)
@@ -390,7 +398,7 @@ def hsa_backward(q, k_pool, v_pool, chunk_idx, chunk_w, do, lay: _Layout, sm_sca
             do.stride(0), do.stride(1), dq.stride(0), dq.stride(1),
             lay.T, lay.HK, lay.K, lay.G, lay.D, lay.pages_per_batch, sm_scale, sm_scale * 1.4426950408889634,
             S=lay.S, BLOCK_D=lay.BLOCK_D, BLOCK_G=BLOCK_G, DOT_PRECISION=_dot_precision(q.dtype),
-            num_warps=_warps(BLOCK_G, lay.BLOCK_D), num_stages=2,
+            num_warps=TOKEN_WARPS, num_stages=2,
         )
     return dq, (dk if need_dkv else None), (dv if need_dkv else None), dw
 

@@ -1,0 +1,51 @@
+"""Sliding-window attention through PyTorch's fused SDPA: the fast path off the GPU.
+
+Same semantics as ``sliding_window_attention_reference``. The sink logit becomes a zero key with a
+zero value in front of every window: its score q·0 = 0, so an additive mask of ``sink`` on that
+column gives exactly the null-key logit.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def sliding_window_attention_sdpa(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    window: int | None,
+    sink_logits: torch.Tensor | None = None,
+    sm_scale: float | None = None,
+    block: int = 1024,
+) -> torch.Tensor:
+    """q (B, T, HQ, D) over k, v (B, S, HK, D); queries in blocks, each reading only its window."""
+    B, T, HQ, D = q.shape
+    S, HK = k.shape[1], k.shape[2]
+    scale = sm_scale if sm_scale is not None else D ** -0.5
+    offset = S - T
+    outputs = []
+    for start in range(0, T, block):
+        stop = min(start + block, T)
+        q_pos = torch.arange(start, stop, device=q.device) + offset
+        k_lo = 0 if window is None else max(0, start + offset - window + 1)
+        k_hi = stop + offset
+        k_pos = torch.arange(k_lo, k_hi, device=q.device)
+        visible = k_pos.view(1, -1) <= q_pos.view(-1, 1)
+        if window is not None:
+            visible &= k_pos.view(1, -1) > q_pos.view(-1, 1) - window
+        kb = k[:, k_lo:k_hi].transpose(1, 2)  # (B, HK, s, D)
+        vb = v[:, k_lo:k_hi].transpose(1, 2)
+        qb = q[:, start:stop].transpose(1, 2)  # (B, HQ, t, D)
+        if sink_logits is None:
+            mask = visible
+        else:
+            zeros = torch.zeros(B, HK, 1, D, dtype=kb.dtype, device=kb.device)
+            kb, vb = torch.cat([zeros, kb], dim=2), torch.cat([zeros, vb], dim=2)
+            bias = torch.zeros(HQ, stop - start, k_hi - k_lo + 1, dtype=q.dtype, device=q.device)
+            bias[:, :, 1:].masked_fill_(~visible, float("-inf"))
+            bias[:, :, 0] = sink_logits.to(q.dtype).view(HQ, 1)
+            mask = bias.unsqueeze(0)  # (1, HQ, t, s + 1)
+        out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, scale=scale, enable_gqa=HQ != HK)
+        outputs.append(out.transpose(1, 2))
+    return torch.cat(outputs, dim=1)
