@@ -225,6 +225,7 @@ class SWAFunction(torch.autograd.Function):
             q, k, v, do, lse, delta, dk, dv, *_strides(q), *_strides(k), *_strides(v), *_strides(do),
             *_strides(dk), T, S, HQ, HK, HQ // HK, D, ctx.window, ctx.sm_scale, ctx.sm_scale * LOG2E,
             BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D, DOT_PRECISION=precision,
+            # two accumulators (dK, dV): as many registers as one tile twice as wide
             num_warps=_warps(2 * BLOCK_D), num_stages=2,
         )
         swa_bwd_dq_kernel[(triton.cdiv(T, BLOCK_M), B * HQ)](
