@@ -3,6 +3,8 @@
 ``get_backend(name)`` returns the implementations for ``"reference"`` or ``"triton"``;
 ``"auto"`` picks Triton on CUDA tensors (when Triton is installed) and the reference elsewhere.
 Triton on CPU tensors runs only under ``TRITON_INTERPRET=1`` (the tests do that).
+Sliding-window attention's Triton backend is the repo's own kernel (``swa/triton.py``); why it was
+picked over SDPA and FlexAttention is in bench/RESULTS.md, "Kernels".
 """
 from __future__ import annotations
 
