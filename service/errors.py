@@ -90,7 +90,7 @@ HTTP_TYPES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 4
 
 def field_of(location: tuple) -> str | None:
     """``("body", "messages", 3, "content")`` → ``messages[3].content``, the way ``Memory`` names fields."""
-    parts = [p for p in location if p not in ("body", "query", "path", "header")]
+    parts = location[1:] if location and location[0] in ("body", "query", "path", "header", "cookie") else location
     out = ""
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -109,7 +109,8 @@ class ErrorMapper:
             return exc.status, exc.type, str(exc), exc.field, exc.headers
         if isinstance(exc, RequestValidationError):
             first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-            return 422, "invalid_input", str(first.get("msg", "invalid request")), field_of(tuple(first.get("loc", ()))), {}
+            message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+            return 422, "invalid_input", message, field_of(tuple(first.get("loc", ()))), {}
         if isinstance(exc, HTTPException):
             return (exc.status_code, HTTP_TYPES.get(exc.status_code, "http_error"), str(exc.detail), None,
                     dict(exc.headers or {}))

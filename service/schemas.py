@@ -20,9 +20,40 @@ def _utc(value: datetime) -> datetime:
         raise ValueError("time is out of range once converted to UTC") from None
 
 
+def _utf8(value: str) -> str:
+    # JSON may carry lone surrogates (\\ud800) that no UTF-8 file or tokenizer accepts
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains a lone UTF-16 surrogate; send valid Unicode text") from None
+    return value
+
+
+def _utf8_json(value: Any) -> Any:
+    if isinstance(value, str):
+        _utf8(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _utf8_json(key)
+            _utf8_json(item)
+    elif isinstance(value, list):
+        for item in value:
+            _utf8_json(item)
+    return value
+
+
+def _temperature(value: float) -> float:
+    # a positive temperature this small overflows the logits to inf
+    if 0.0 < value < MIN_TEMPERATURE:
+        raise ValueError(f"use 0 for greedy decoding, or at least {MIN_TEMPERATURE}")
+    return value
+
+
+MIN_TEMPERATURE = 1e-3
+Text = Annotated[str, AfterValidator(_utf8)]
 Time = Annotated[datetime, AfterValidator(_utc)]
 Role = Literal[ROLES]
-Metadata = dict[str, Any]
+Metadata = Annotated[dict[str, Any], AfterValidator(_utf8_json)]
 
 
 class Strict(BaseModel):
@@ -30,7 +61,8 @@ class Strict(BaseModel):
 
 
 class CreateMemory(Strict):
-    name: str = Field("", max_length=200, description="a label for people; ids identify memories")
+    name: str = Field("", max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$",
+                      description="a label for people; ids identify memories")
 
 
 class MemoryOut(BaseModel):
@@ -44,7 +76,7 @@ class MemoryList(BaseModel):
 
 
 class AppendMessage(Strict):
-    text: str = Field(description="the message; durable when the response arrives")
+    text: Text = Field(description="the message; durable when the response arrives")
     role: Role = "user"
     time: Time | None = Field(None, description="when it happened (ISO 8601 or epoch seconds); default now")
     metadata: Metadata | None = None
@@ -55,7 +87,7 @@ class Appended(BaseModel):
 
 
 class BatchMessage(Strict):
-    content: str
+    content: Text
     role: Role = "user"
     time: Time | None = None
     metadata: Metadata | None = None
@@ -70,11 +102,12 @@ class AppendedBatch(BaseModel):
 
 
 class AskRequest(Strict):
-    question: str
+    question: Text
     max_new_tokens: int | None = Field(None, ge=1, description="default 128 or the service's limit if lower; "
                                                                  "at most the limit (max_new_tokens in /v1/health)")
-    temperature: float = Field(0.0, ge=0.0, le=5.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    temperature: Annotated[float, AfterValidator(_temperature)] = Field(
+        0.0, ge=0.0, le=5.0, description=f"0 is greedy; sampling needs at least {MIN_TEMPERATURE}")
+    top_p: float = Field(1.0, ge=1e-6, le=1.0)
     seed: int | None = Field(None, ge=0, le=MAX_INT64)
     citations: int = Field(5, ge=0, le=50)
 
@@ -95,7 +128,7 @@ class AnswerOut(BaseModel):
 
 
 class SearchRequest(Strict):
-    query: str
+    query: Text
     k: int = Field(8, ge=1, le=100)
 
 

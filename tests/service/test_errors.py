@@ -57,6 +57,7 @@ def test_field_names_follow_memory():
     assert field_of(("body", "messages", 3, "content")) == "messages[3].content"
     assert field_of(("query", "name")) == "name"
     assert field_of(("body",)) is None
+    assert field_of(("body", "query")) == "query"
 
 
 def test_internal_errors_hide_everything(live, monkeypatch, caplog):

@@ -214,3 +214,26 @@ def test_event_loop_answers_while_an_ask_generates(live, filled):
     assert health.status_code == 200 and running == 1
     assert elapsed < 1.0, f"/v1/health took {elapsed:.2f} s during an ask"
     assert result["ask"].status_code == 200
+
+
+def test_values_the_library_would_choke_on_get_422(live, filled):
+    # found by hand, not by the fuzzer: JSON lone surrogates, float32-underflowing sampling knobs
+    base = f"/v1/memories/{filled}"
+    cases = [
+        ("/messages", rb'{"text": "a \ud800 b"}', "text"),
+        ("/messages", rb'{"text": "ok", "metadata": {"\udfff": 1}}', "metadata"),
+        ("/messages/batch", rb'{"messages": [{"content": "\ud800"}]}', "messages[0].content"),
+        ("/search", rb'{"query": "\ud800"}', "query"),
+        ("/forget", rb'{"where": {"k": "\ud800"}}', "where"),
+        ("/ask", rb'{"question": "\ud800"}', "question"),
+        ("/ask", rb'{"question": "q", "temperature": 1e-300}', "temperature"),
+        ("/ask", rb'{"question": "q", "temperature": 1.0, "top_p": 1e-300}', "top_p"),
+        ("/messages", rb'{"text": "x", "time": "9999-12-31T23:00:00-12:00"}', "time"),
+        ("/messages", rb'{"text": "x", "metadata": {"k": NaN}}', "metadata"),
+    ]
+    with live.client(live.service.key_a) as client:
+        for path, body, field in cases:
+            response = client.post(base + path, content=body, headers={"content-type": "application/json"})
+            assert response.status_code == 422, (path, body, response.text)
+            assert response.json()["error"]["field"] == field, (path, body, response.text)
+        assert client.get(f"{base}/stats").json()["last_seq"] == 2
