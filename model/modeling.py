@@ -208,11 +208,16 @@ class Retrieval(nn.Module):
         self.q_proj = nn.Linear(config.hidden_size, config.retrieval_dim, bias=False)
         # learnable bias per retrieval slot rank (the reference's "pos_decay"), 0 at start
         self.slot_bias = nn.Parameter(torch.zeros(config.hsa_topk))
+        # training sets a list here to receive (queries (B, T, HK, Rh) scaled, landmarks (B, C, HK·Rh)) of
+        # each full-sequence pass, for a retrieval loss on every visible chunk (not only the top-K)
+        self.capture: list | None = None
 
     def forward(self, hidden_states, router, positions, gumbel_seed=None):
         B, T, _ = hidden_states.shape
         queries = self.q_proj(hidden_states).view(B, T, self.kv_heads, self.head_dim)  # (B, T, HK, Rh)
         queries = queries * self.head_dim ** -0.5
+        if self.capture is not None and isinstance(router, SequenceRouter):
+            self.capture.append((queries, router.landmarks))
         scores, chunk_ids = router.route(queries, self.topk, positions, gumbel_seed)  # (B, T, HK, K)
         valid = chunk_ids >= 0
         K = scores.shape[-1]

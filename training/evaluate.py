@@ -2,6 +2,13 @@
 
 Teacher-forced exact match (every reply token argmax-correct) and whether the evidence chunk is
 among the chunks the reply's tokens routed to — on seeds and entity pools never trained on.
+
+Evidence recall only means something for examples whose evidence the HSA layers can and must read:
+the evidence chunk must be closed before the reply starts (else no token may route to it) and, for
+``evidence_recall_far``, lie wholly outside the sliding window (else the window answers anyway). Runs
+1-3 counted needles in the open chunk as misses; ``evidence_recall`` now averages over retrievable
+examples only (``n_retrievable``), and ``evidence_top1`` / ``evidence_in_topk`` read the router's
+scores over every visible chunk directly (first reply-predicting position, every HSA layer).
 """
 from __future__ import annotations
 
@@ -10,10 +17,20 @@ import random
 import torch
 
 from hsa_memory.model import RetrievalTrace
+from hsa_memory.model.modeling import HSALayer
 
 from .batches import collate, tokenize_example
 from .objectives import answer_loss
 from .tasks import make_example, tokenizer as load_tokenizer
+
+
+def evidence_status(evidence: list[int], answer_start: int, chunk_size: int, window: int | None) -> tuple[bool, bool]:
+    """(retrievable, far): some evidence chunk is closed before the reply's first predicting position,
+    and such a chunk ends at least ``window`` tokens before it (so the sliding window cannot see it)."""
+    first = answer_start - 1
+    visible = [e for e in evidence if (e + 1) * chunk_size <= first]
+    far = [e for e in visible if window is None or first - (e + 1) * chunk_size + 1 >= window]
+    return bool(visible), bool(far)
 
 
 @torch.no_grad()
@@ -21,18 +38,54 @@ def evaluate(model, task: str, length: int, count: int = 32, seed: int = 10_000_
              split: str = "heldout") -> dict:
     tokenizer = load_tokenizer()
     device = model.lm_head.weight.device
-    exact, recall, n = 0.0, 0.0, 0
+    S, K = model.config.chunk_size, model.config.hsa_topk
+    window = model.config.sliding_window
+    retrievals = [layer.retrieval for layer in model.model.layers if isinstance(layer, HSALayer)]
+    exact, n = 0.0, 0
+    recall, recall_far, top1, in_topk, n_vis, n_far, exact_far = 0.0, 0.0, 0.0, 0.0, 0, 0, 0.0
     model.eval()
     for i in range(count):
         example = make_example(task, seed + i, length, filler, split)
-        tokens = tokenize_example(example, tokenizer, model.config.chunk_size, rng=random.Random(seed + i))
+        tokens = tokenize_example(example, tokenizer, S, rng=random.Random(seed + i))
         inputs, labels = collate([tokens], len(tokens.input_ids), model.config.eos_token_id)
         trace = RetrievalTrace(count_from=tokens.answer_start - 1)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            hidden = model.model(inputs.to(device), trace=trace)
-            _, stats = answer_loss(model, hidden, labels.to(device))
+        captures = []
+        for retrieval in retrievals:
+            retrieval.capture = captures
+        try:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                hidden = model.model(inputs.to(device), trace=trace)
+                _, stats = answer_loss(model, hidden, labels.to(device))
+        finally:
+            for retrieval in retrievals:
+                retrieval.capture = None
         exact += stats["exact"]
-        routed = {c for c, _ in trace.ranked()[: model.config.hsa_topk]}
-        recall += float(bool(set(tokens.evidence_chunks) & routed)) if tokens.evidence_chunks else 1.0
         n += 1
-    return {"task": task, "length": length, "n": n, "exact": exact / n, "evidence_recall": recall / n}
+        retrievable, far = evidence_status(tokens.evidence_chunks, tokens.answer_start, S, window)
+        if not retrievable:
+            continue
+        n_vis += 1
+        routed = {c for c, _ in trace.ranked()[:K]}
+        hit = float(bool(set(tokens.evidence_chunks) & routed))
+        recall += hit
+        first = tokens.answer_start - 1
+        visible = first // S
+        target = torch.tensor([e for e in tokens.evidence_chunks if e < visible])
+        t1, tk = 0.0, 0.0
+        for queries, landmarks in captures:
+            HK, Rh = queries.shape[2:]
+            scores = torch.einsum("hr,chr->hc", queries[0, first].float(),
+                                  landmarks[0, :visible].view(visible, HK, Rh).float().to(queries.device)).cpu()
+            t1 += float(torch.isin(scores.argmax(-1), target).float().mean())
+            top = scores.topk(min(K, visible), dim=-1).indices
+            tk += float(torch.isin(top, target).any(-1).float().mean())
+        top1 += t1 / max(1, len(captures))
+        in_topk += tk / max(1, len(captures))
+        if far:
+            n_far += 1
+            recall_far += hit
+            exact_far += stats["exact"]
+    return {"task": task, "length": length, "n": n, "exact": exact / n,
+            "n_retrievable": n_vis, "evidence_recall": recall / max(1, n_vis),
+            "evidence_top1": top1 / max(1, n_vis), "evidence_in_topk": in_topk / max(1, n_vis),
+            "n_far": n_far, "evidence_recall_far": recall_far / max(1, n_far), "exact_far": exact_far / max(1, n_far)}

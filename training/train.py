@@ -21,11 +21,11 @@ import torch
 
 from hsa_memory.model.checkpoint import load_checkpoint, project_parameter_names, save_checkpoint
 from hsa_memory.model.loading import load_model
-from hsa_memory.model.modeling import HSALayer, SelfAttention
+from hsa_memory.model.modeling import DecoderLayer, HSALayer, SelfAttention
 
 from .batches import collate
 from .evaluate import evaluate
-from .objectives import answer_loss, base_behaviour, kl_to_base
+from .objectives import answer_loss, base_behaviour, kl_to_base, retrieval_loss
 from .tasks import job_stream, make_token_example, parse_mix
 
 log = logging.getLogger("hsa_memory.training")
@@ -40,6 +40,11 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=2048)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--encoder-lr-scale", type=float, default=0.1,
+                   help="lr multiplier for the chunk encoder's transformer layer (copied from a pretrained base "
+                        "layer: at the full lr it blew up and collapsed the landmarks in runs 1-3)")
+    p.add_argument("--retrieval-weight", type=float, default=1.0,
+                   help="weight of the router loss on the evidence chunks (0 = off)")
     p.add_argument("--warmup-steps", type=int, default=20)
     p.add_argument("--topk", type=int, default=None, help="routing top-K while training; 0 = every chunk (warm-up)")
     p.add_argument("--window", type=int, default=None, help="SWA window while training (default: the config's)")
@@ -80,9 +85,25 @@ def prepare(args):
     return loaded, model, params
 
 
+def param_groups(model, params, lr_scale_encoder: float) -> list[dict]:
+    """Two groups: the encoder's pretrained-initialised transformer layers at a reduced lr, the rest."""
+    encoder_layers = {id(p) for p in model.model.chunk_encoder.layers.parameters()}
+    slow = [p for p in params if id(p) in encoder_layers]
+    fast = [p for p in params if id(p) not in encoder_layers]
+    groups = [{"params": fast, "lr_scale": 1.0}]
+    if slow:
+        groups.append({"params": slow, "lr_scale": lr_scale_encoder})
+    return groups
+
+
 @torch.no_grad()
 def init_fresh(model) -> None:
-    """Encoder layer ← the first upper base layer (it reads the same hidden states); sinks at 0 so they learn."""
+    """Encoder layer ← the first upper base layer (it reads the same hidden states); sinks at 0 so they learn.
+
+    Only sinks that receive gradients start at 0: training runs the lower decoder without autograd
+    (``frozen_lower``), so a lower-layer sink set to 0 would stay a fixed null key that changes the base
+    (runs 1-3 shipped 15 such layers); those keep ``SINK_INIT`` (off).
+    """
     lower = model.config.num_lower_layers
     source = model.model.layers[lower + 1] if model.config.layer_types[lower] == "hsa" else model.model.layers[lower]
     encoder_layer = model.model.chunk_encoder.layers[0]
@@ -90,9 +111,9 @@ def init_fresh(model) -> None:
         src = dict(source.named_parameters()).get(name)
         if src is not None and src.shape == param.shape:
             param.copy_(src)
-    for module in model.modules():
-        if isinstance(module, SelfAttention) and module.sink_logits is not None:
-            module.sink_logits.zero_()
+    for layer in model.model.layers[lower:]:
+        if isinstance(layer, DecoderLayer) and layer.self_attn.sink_logits is not None:
+            layer.self_attn.sink_logits.zero_()
 
 
 def set_topk(model, topk: int | None, seq_len: int) -> None:
@@ -129,7 +150,9 @@ def train(args) -> dict:
     loaded, model, params = prepare(args)
     set_topk(model, args.topk, args.seq_len)
     model.model.gradient_checkpointing = args.checkpointing
-    optimizer = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    optimizer = torch.optim.AdamW(param_groups(model, params, args.encoder_lr_scale), lr=args.lr,
+                                  betas=(0.9, 0.95), weight_decay=0.01)
+    retrievals = [layer.retrieval for layer in model.model.layers if isinstance(layer, HSALayer)]
     device = torch.device(args.device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     pad = model.config.eos_token_id
@@ -144,13 +167,28 @@ def train(args) -> dict:
             inputs, labels = collate(examples, max(len(e.input_ids) for e in examples), pad)
             inputs, labels = inputs.to(device), labels.to(device)
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, args)
+                group["lr"] = lr_at(step, args) * group["lr_scale"]
             model.train()
             with autocast:
                 seed = args.seed * 100_000 + step if args.gumbel > 0 else None
-                hidden = model.model(inputs, gumbel_seed=seed, frozen_lower=True)
+                captures = []
+                for retrieval in retrievals:
+                    retrieval.capture = captures
+                try:
+                    hidden = model.model(inputs, gumbel_seed=seed, frozen_lower=True)
+                finally:
+                    # recomputation under gradient checkpointing must not capture again
+                    for retrieval in retrievals:
+                        retrieval.capture = None
                 loss, stats = answer_loss(model, hidden, labels)
                 total = loss
+                r_loss, r_stats = retrieval_loss(captures, [e.evidence_chunks for e in examples],
+                                                 [e.answer_start for e in examples], model.config.chunk_size, labels)
+                del captures
+                if r_loss is not None:
+                    stats.update(r_stats, retrieval_loss=r_loss.item())
+                    if args.retrieval_weight > 0:
+                        total = total + args.retrieval_weight * r_loss
                 if args.kl_weight > 0:
                     with torch.no_grad(), base_behaviour(model):
                         teacher = model.model(inputs, use_hsa=False)
@@ -168,8 +206,9 @@ def train(args) -> dict:
             with open(metrics_path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
             if step % 10 == 0:
-                log.info("step %d loss %.3f exact %.2f kl %.3f (%.0fs)", step, record["loss"], record["exact"],
-                         record.get("kl", 0.0), record["elapsed"])
+                log.info("step %d loss %.3f exact %.2f kl %.3f retrieval %.3f top1 %.2f (%.0fs)", step, record["loss"],
+                         record["exact"], record.get("kl", 0.0), record.get("retrieval_loss", float("nan")),
+                         record.get("retrieval_top1", float("nan")), record["elapsed"])
             out_of_time = args.time_budget and time.time() - started > args.time_budget
             if (step + 1) % args.save_every == 0 or step + 1 == args.steps or out_of_time:
                 save_checkpoint(model, args.out / "checkpoint.safetensors", dtype=torch.bfloat16,

@@ -1,0 +1,18 @@
+"""Which examples count for evidence recall (training/evaluate.evidence_status)."""
+from hsa_memory.training.evaluate import evidence_status
+
+
+def test_evidence_in_the_open_chunk_is_not_retrievable():
+    # reply at 1003: chunk 15 (960..1023) is open for position 1002 — runs 1-3 counted this as a miss
+    assert evidence_status([15], 1003, 64, 512) == (False, False)
+
+
+def test_evidence_inside_the_window_is_retrievable_but_not_far():
+    assert evidence_status([14], 1003, 64, 512) == (True, False)
+
+
+def test_evidence_beyond_the_window_is_far():
+    # chunk 6 ends at 447; position 1002 is 555 ≥ 512 tokens later
+    assert evidence_status([6], 1003, 64, 512) == (True, True)
+    assert evidence_status([7], 1003, 64, 512) == (True, False)
+    assert evidence_status([3, 15], 1003, 64, None) == (True, True)

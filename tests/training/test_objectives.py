@@ -1,0 +1,77 @@
+"""The router loss (training/objectives.retrieval_loss) and the training set-up around it."""
+import torch
+
+from hsa_memory.model import HSAForCausalLM, get_preset
+from hsa_memory.model.modeling import SINK_INIT, HSALayer
+from hsa_memory.training.objectives import retrieval_loss
+from hsa_memory.training.train import init_fresh, param_groups
+
+
+def captured(model, inputs):
+    captures = []
+    retrievals = [layer.retrieval for layer in model.model.layers if isinstance(layer, HSALayer)]
+    for retrieval in retrievals:
+        retrieval.capture = captures
+    hidden = model.model(inputs)
+    for retrieval in retrievals:
+        retrieval.capture = None
+    return hidden, captures
+
+
+def test_retrieval_loss_trains_queries_and_landmarks():
+    torch.manual_seed(0)
+    model = HSAForCausalLM(get_preset("tiny"))
+    inputs = torch.randint(0, 1000, (2, 320))
+    _, captures = captured(model, inputs)
+    assert len(captures) == len(model.config.hsa_layer_indices)
+    loss, stats = retrieval_loss(captures, [[1], [0, 2]], [300, 310], 64)
+    # 4 visible chunks at position 299/309: about log(4) for one target, log(4/2) for two
+    assert 0.5 < loss.item() < 2.0 and stats["retrieval_rows"] == 4
+    loss.backward()
+    for index in model.config.hsa_layer_indices:
+        assert model.model.layers[index].retrieval.q_proj.weight.grad.abs().sum() > 0
+    assert model.model.chunk_encoder.landmark_proj.weight.grad.abs().sum() > 0
+    assert model.model.chunk_encoder.cls.grad.abs().sum() > 0
+
+
+def test_retrieval_loss_ignores_evidence_the_reply_cannot_see():
+    torch.manual_seed(0)
+    model = HSAForCausalLM(get_preset("tiny"))
+    _, captures = captured(model, torch.randint(0, 1000, (1, 320)))
+    # the reply starts at 250: chunk 3 (192..255) is still open for its first predicting position
+    loss, stats = retrieval_loss(captures, [[3]], [250], 64)
+    assert loss is None and stats == {}
+
+
+def test_retrieval_loss_is_low_for_a_router_that_knows_the_answer():
+    B, T, HK, Rh, C = 1, 200, 1, 8, 3
+    landmarks = torch.eye(C, Rh).view(1, C, Rh) * 10
+    queries = torch.zeros(B, T, HK, Rh)
+    queries[..., 1] = 10.0  # every query prefers chunk 1
+    loss, stats = retrieval_loss([(queries, landmarks)], [[1]], [195], 64)
+    assert loss.item() < 1e-3 and stats["retrieval_top1"] == 1.0
+    loss, stats = retrieval_loss([(queries, landmarks)], [[2]], [195], 64)
+    assert loss.item() > 50 and stats["retrieval_top1"] == 0.0
+
+
+def test_init_fresh_leaves_untrainable_lower_sinks_off():
+    """frozen_lower trains no lower-layer sink: zeroing them (runs 1-3) changed the base for good."""
+    torch.manual_seed(0)
+    model = HSAForCausalLM(get_preset("tiny"))
+    init_fresh(model)
+    lower = model.config.num_lower_layers
+    for i, layer in enumerate(model.model.layers):
+        if isinstance(layer, HSALayer):
+            continue
+        expected = SINK_INIT if i < lower else 0.0
+        assert torch.all(layer.self_attn.sink_logits == expected), i
+
+
+def test_param_groups_slow_down_only_the_encoder_layers():
+    model = HSAForCausalLM(get_preset("tiny"))
+    params = [p for n, p in model.named_parameters() if "embed" not in n]
+    groups = param_groups(model, params, 0.1)
+    slow = {id(p) for p in model.model.chunk_encoder.layers.parameters()}
+    assert {id(p) for p in groups[1]["params"]} == slow and groups[1]["lr_scale"] == 0.1
+    assert id(model.model.chunk_encoder.cls) not in {id(p) for p in groups[1]["params"]}
+    assert sum(len(g["params"]) for g in groups) == len(params)
