@@ -37,7 +37,8 @@ class MemoryGroup(click.Group):
             raise click.ClickException(f"{where}{exc.strerror or exc}") from exc
 
 
-@click.group(name="hsa-memory", cls=MemoryGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(name="hsa-memory", cls=MemoryGroup, epilog=EPILOG,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--memory", "-m", "memory_dir", type=click.Path(file_okay=False, path_type=Path),
               envvar=["HSA_MEMORY_DIR", "HSA_MEMORY"], show_envvar=True, help="The memory directory.")
 @click.option("--model", default=DEFAULT_MODEL, envvar="HSA_MEMORY_MODEL", show_envvar=True, show_default=True,
