@@ -1,8 +1,8 @@
 """HSA chunk attention: Triton against the reference, forward and every gradient.
 
 Scenarios: decode (one token, pairs unsorted), prefill-like runs of 63 and 300 tokens (pairs sorted
-by chunk), head ratios 1, 3 and 16, D = 100 (padded tile), causal selection with fewer visible
-chunks than K (empty slots), a paged pool, both forward kernels, and every dtype.
+by chunk), head ratios 1, 3, 16 and 32, K = 64, D = 100 (padded tile), causal selection with fewer
+visible chunks than K (empty slots), a paged pool, every forward/backward kernel layout, every dtype.
 """
 import pytest
 import torch
@@ -54,6 +54,7 @@ CASES = {
     "t300-ratio1-causal": (1, 300, 2, 2, 32, 5, 3, True),
     "t300-ratio16-k-over-visible": (1, 300, 16, 1, 64, 5, 6, True),
     "t63-ratio3-hk2": (1, 63, 6, 2, 16, 4, 2, False),
+    "k64-ratio32": (1, 2, 32, 1, 16, 66, 64, False),
 }
 
 
