@@ -57,7 +57,8 @@ def _describe(key: ApiKey) -> dict:
 
 
 @click.group()
-@click.option("--catalog", "catalog_url", envvar="HSA_SERVICE_CATALOG_URL", help="SQLAlchemy URL of the service catalog.")
+@click.option("--catalog", "catalog_url", envvar="HSA_SERVICE_CATALOG_URL",
+              help="SQLAlchemy URL of the service catalog.")
 @click.option("--data-dir", envvar="HSA_SERVICE_DATA_DIR", type=click.Path(file_okay=False),
               help="The service's data directory (its service.sqlite when no --catalog).")
 @click.pass_context

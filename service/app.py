@@ -56,7 +56,9 @@ class ServiceState:
         if body.max_new_tokens is not None and body.max_new_tokens > limit:
             raise InvalidRequest(f"{body.max_new_tokens} is over this service's limit of {limit}",
                                  field="max_new_tokens")
-        return {**body.model_dump(exclude={"question"}), "max_new_tokens": body.max_new_tokens or min(DEFAULT_NEW_TOKENS, limit)}
+        options = body.model_dump(exclude={"question"})
+        options["max_new_tokens"] = body.max_new_tokens or min(DEFAULT_NEW_TOKENS, limit)
+        return options
 
     def with_slot(self, fn: Callable[[], T]) -> Callable[[], T]:
         """``fn`` that frees its ask slot when it ends, in whatever thread it runs."""

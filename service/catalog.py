@@ -103,11 +103,11 @@ class ServiceCatalog:
     def close(self) -> None:
         self.engine.dispose()
 
-    # ---- tenants and keys -------------------------------------------------------------------
     def create_tenant(self, tenant: str) -> str:
         """Create a tenant (no-op when it exists); names are 1-64 of ``A-Z a-z 0-9 . _ -``."""
-        if not TENANT_PATTERN.match(tenant or ""):
-            raise ValueError(f"tenant {tenant!r} must be 1-64 characters of A-Z a-z 0-9 . _ - (not starting with . _ -)")
+        if not TENANT_PATTERN.fullmatch(tenant or ""):
+            raise ValueError(f"tenant {tenant!r} must be 1-64 characters of A-Z a-z 0-9 . _ - "
+                             "(not starting with . _ -)")
         with self.engine.begin() as conn:
             if conn.execute(select(TenantRow.id).where(TenantRow.id == tenant)).first() is None:
                 conn.execute(insert(TenantRow).values(id=tenant, created_us=now_us()))
@@ -119,13 +119,14 @@ class ServiceCatalog:
         key_id, secret, salt = secrets.token_hex(6), secrets.token_urlsafe(32), secrets.token_bytes(16)
         created = now_us()
         with self.engine.begin() as conn:
-            conn.execute(insert(KeyRow).values(id=key_id, tenant_id=tenant, salt=salt, secret_sha256=_digest(salt, secret),
+            conn.execute(insert(KeyRow).values(id=key_id, tenant_id=tenant, salt=salt,
+                                               secret_sha256=_digest(salt, secret),
                                                label=label, created_us=created, revoked_us=None))
         return ApiKey(key_id, tenant, label, created, None), f"{KEY_PREFIX}{key_id}_{secret}"
 
     def revoke_key(self, key: str) -> ApiKey:
         """Revoke a key by its id or its whole token; requests with it fail from now on."""
-        match = KEY_PATTERN.match(key)
+        match = KEY_PATTERN.fullmatch(key)
         key_id = match.group(1) if match else key
         with self.engine.begin() as conn:
             row = conn.execute(select(KeyRow).where(KeyRow.id == key_id)).one_or_none()
@@ -145,7 +146,7 @@ class ServiceCatalog:
 
     def authenticate(self, token: str) -> ApiKey | None:
         """The live key a token belongs to, or None; the secret is compared in constant time."""
-        match = KEY_PATTERN.match(token)
+        match = KEY_PATTERN.fullmatch(token)
         key_id, secret = match.groups() if match else ("", token)
         with self.engine.connect() as conn:
             row = conn.execute(select(KeyRow).where(KeyRow.id == key_id)).one_or_none() if key_id else None
@@ -155,11 +156,11 @@ class ServiceCatalog:
             return None
         return ApiKey(row.id, row.tenant_id, row.label, row.created_us, row.revoked_us)
 
-    # ---- memories ---------------------------------------------------------------------------
     def add_memory(self, tenant: str, name: str, memory_id: str | None = None) -> OwnedMemory:
         row = OwnedMemory(memory_id or str(uuid.uuid4()), tenant, name, now_us())
         with self.engine.begin() as conn:
-            conn.execute(insert(MemoryOwnerRow).values(id=row.id, tenant_id=tenant, name=name, created_us=row.created_us))
+            conn.execute(insert(MemoryOwnerRow).values(id=row.id, tenant_id=tenant, name=name,
+                                                       created_us=row.created_us))
         return row
 
     def memory(self, tenant: str, memory_id: str) -> OwnedMemory | None:

@@ -84,6 +84,7 @@ class Busy(ServiceError):
 
 
 # statuses of Starlette's own HTTPExceptions (unknown route, wrong method, unparsable body)
+RETRY = {"Retry-After": "1"}
 HTTP_TYPES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
               415: "unsupported_media_type"}
 
@@ -129,10 +130,9 @@ class ErrorMapper:
         if isinstance(exc, SnapshotError):
             return 400, "invalid_snapshot", self.message(exc), None, {}
         if isinstance(exc, StoreLocked):
-            return 503, "store_locked", "another writer holds this memory's lock; retry shortly", None, {"Retry-After": "1"}
+            return 503, "store_locked", "another writer holds this memory's lock; retry shortly", None, RETRY
         if isinstance(exc, MemoryClosed):
-            return 503, "busy", "the memory was closed while this request ran (deleted or shutting down); retry", None, \
-                {"Retry-After": "1"}
+            return 503, "busy", "the memory closed during this request (deleted or shutting down); retry", None, RETRY
         error_id = secrets.token_hex(6)
         kind = "library" if isinstance(exc, HsaMemoryError) else "unexpected"
         log.error("%s error %s: %s", kind, error_id, exc.__class__.__name__, exc_info=exc)

@@ -56,7 +56,7 @@ def api_key(request: Request, credentials: HTTPAuthorizationCredentials | None =
 
 def owned_memory(memory_id: str, request: Request, key: ApiKey = Depends(api_key)) -> OwnedMemory:
     """The memory if this key's tenant owns it; anything else is a 404, so ids of others never show."""
-    found = service(request).catalog.memory(key.tenant, memory_id) if MEMORY_ID.match(memory_id) else None
+    found = service(request).catalog.memory(key.tenant, memory_id) if MEMORY_ID.fullmatch(memory_id) else None
     if found is None:
         raise NotFound(f"no memory {memory_id[:64]!r} for this API key")
     return found
@@ -67,7 +67,6 @@ def memory_out(memory: OwnedMemory) -> s.MemoryOut:
                        created=datetime.fromtimestamp(memory.created_us / 1e6, timezone.utc))
 
 
-# ---- service ----------------------------------------------------------------------------------
 @router.get("/health", response_model=s.Health, tags=["service"])
 async def health(request: Request) -> s.Health:
     state = service(request)
@@ -78,7 +77,6 @@ async def health(request: Request) -> s.Health:
                     max_append_chars=settings.max_append_chars, max_batch_messages=settings.max_batch_messages)
 
 
-# ---- memories ---------------------------------------------------------------------------------
 @router.post("/memories", status_code=201, response_model=s.MemoryOut, tags=["memories"])
 async def create_memory(body: s.CreateMemory, request: Request, key: ApiKey = Depends(api_key)) -> s.MemoryOut:
     state = service(request)
@@ -136,7 +134,6 @@ async def delete_memory(request: Request, memory: OwnedMemory = Depends(owned_me
     return Response(status_code=204)
 
 
-# ---- writing ----------------------------------------------------------------------------------
 @router.post("/memories/{memory_id}/messages", response_model=s.Appended, tags=["writing"])
 async def append(body: s.AppendMessage, request: Request, memory: OwnedMemory = Depends(owned_memory)) -> s.Appended:
     """Append one message; it is durable (fsync'd) when the response arrives."""
@@ -170,7 +167,6 @@ async def forget(body: s.ForgetRequest, request: Request, memory: OwnedMemory = 
     return s.Forgotten(forgotten=count)
 
 
-# ---- reading ----------------------------------------------------------------------------------
 @router.post("/memories/{memory_id}/ask", response_model=s.AnswerOut, tags=["reading"])
 async def ask(body: s.AskRequest, request: Request, memory: OwnedMemory = Depends(owned_memory)) -> s.AnswerOut:
     """Answer a question from the whole memory, with the chunks it read as citations."""

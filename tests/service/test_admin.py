@@ -60,8 +60,8 @@ def test_usage_errors_and_help(tmp_path):
 
 def test_runs_as_a_module(tmp_path):
     env = {**os.environ, "HSA_SERVICE_DATA_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "hsa_memory.service.admin", "create-key", "--tenant", "acme", "--json"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    command = [sys.executable, "-m", "hsa_memory.service.admin", "create-key", "--tenant", "acme", "--json"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     made = json.loads(done.stdout)
     assert made["tenant"] == "acme" and made["token"].startswith(f"hsa_{made['key_id']}_")

@@ -26,7 +26,7 @@ def catalog(tmp_path):
 
 def test_keys_authenticate_to_their_tenant(catalog):
     key, token = catalog.create_key("acme", "ci")
-    assert KEY_PATTERN.match(token) and token.startswith(f"hsa_{key.key_id}_")
+    assert KEY_PATTERN.fullmatch(token) and token.startswith(f"hsa_{key.key_id}_")
     assert catalog.authenticate(token) == key
     secret = token.split("_", 2)[2]
     assert catalog.authenticate(token[:-1] + ("x" if token[-1] != "x" else "y")) is None

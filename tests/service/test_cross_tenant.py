@@ -49,7 +49,8 @@ def test_tenant_b_cannot_touch_tenant_a(live):
     svc = live.service
     with live.client(svc.key_a) as a, live.client(svc.key_b) as b:
         memory_id = a.post("/v1/memories", json={"name": "A's secrets"}).json()["id"]
-        a.post(f"/v1/memories/{memory_id}/messages", json={"text": "A's secret: the code is 1234. " * 10}).raise_for_status()
+        secret = {"text": "A's secret: the code is 1234. " * 10}
+        a.post(f"/v1/memories/{memory_id}/messages", json=secret).raise_for_status()
         before = a.get(f"/v1/memories/{memory_id}/stats").json()
         snapshot = a.get(f"/v1/memories/{memory_id}/export").content
         missing = str(uuid.uuid4())
