@@ -18,8 +18,8 @@ from hsa_memory.service.routes import router
 
 from .conftest import bearer, make_service
 
-# examples per operation; 15 operations
-EXAMPLES = 12
+# examples per operation (14 operations)
+EXAMPLES = 25
 
 
 @pytest.fixture(scope="module")
