@@ -61,7 +61,7 @@ def niah(state: State, lengths: list[int], depths: list[float], count: int, seed
     rows = []
     cells = [(length, depth) for length in lengths for depth in depths]
     with click.progressbar(length=len(cells) * count, label="examples", file=sys.stderr,
-                           hidden=state.quiet) as bar:
+                           hidden=state.quiet or not sys.stderr.isatty()) as bar:
         for length, depth in cells:
             exact = cited = 0
             seconds = 0.0

@@ -84,7 +84,7 @@ def _reject_constant(name: str):
 DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
-# ---- finding files ------------------------------------------------------------------------------
+
 
 def _walk(root: Path, exclude: Path | None) -> Iterator[Path]:
     """Files under ``root``, sorted, without hidden names and without the memory directory itself."""
@@ -110,7 +110,7 @@ def find_sources(paths: tuple[str, ...], memory_dir: Path | None) -> list[Source
     return sources
 
 
-# ---- reading ------------------------------------------------------------------------------------
+
 
 def _line_starts(text: str) -> list[int]:
     starts, i = [0], text.find("\n")
@@ -342,7 +342,7 @@ def read_source(source: Source, forced: str, role: str) -> Parsed:
     return Parsed(source, digest.hexdigest(), fmt, messages)
 
 
-# ---- the registry of ingested files ---------------------------------------------------------------
+
 
 class Registry:
     """``{"version": 1, "files": {sha256: {source, messages, first_seq, last_seq, at}}}``, written atomically."""
@@ -388,7 +388,7 @@ class Registry:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-# ---- the command --------------------------------------------------------------------------------
+
 
 def _summary(outcomes: list[Outcome], dry_run: bool) -> dict:
     count = lambda status: sum(o.status == status for o in outcomes)  # noqa: E731

@@ -71,7 +71,13 @@ def forget(state: State, chunks: tuple[int, ...], before: datetime | None, after
     if not yes:
         click.confirm(f"Forget {description} from {state.require_path()}? Chunks holding them and the other "
                       "events in those chunks go too", abort=True, err=True)
-    count = state.memory().forget(chunk_ids=list(chunks) or None, before=before, after=after, where=where)
+    from hsa_memory.store.errors import ChunkNotFound
+
+    try:
+        count = state.memory().forget(chunk_ids=list(chunks) or None, before=before, after=after, where=where)
+    except ChunkNotFound as exc:
+        raise click.ClickException(f"no chunk {', '.join(map(str, exc.chunk_ids))} in {state.path}; "
+                                   "`hsa-memory search` shows chunk ids") from exc
     emit(state, {"forgotten": count}, text=f"forgot {count} chunks and events")
 
 

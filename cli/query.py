@@ -75,7 +75,7 @@ def search(state: State, query: str, k: int):
     hsa-memory --memory ~/mem search "Anna Lisbon" -k 3
     """
     hits = state.memory().search(query, k=k)
-    emit(state, hits, text=_listing(hits, "score") if hits else "no chunks (is the memory empty?)")
+    emit(state, hits, text=_listing(hits, "score") if hits else "no chunks found (the memory makes one per 64 tokens)")
 
 
 COMMANDS = [ask, search]

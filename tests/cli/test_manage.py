@@ -51,6 +51,12 @@ def test_forget_by_metadata_and_time(cli, memory):
     assert json.loads(cli("stats", "--json").stdout)["chunks"] == 0
 
 
+def test_forget_an_unknown_chunk(cli, memory):
+    result = cli("forget", "--chunk", 999, "--yes")
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: no chunk 999 in {memory}; `hsa-memory search` shows chunk ids\n"
+
+
 def test_stats(cli, memory):
     stats = json.loads(cli("stats", "--json").stdout)
     assert stats["last_seq"] == len(CHAT) * 3 and stats["chunks"] >= 1 and stats["model"] == "tiny"
