@@ -50,6 +50,10 @@ def check_text(field: str, value: Any) -> str:
         raise InvalidInput(field, f"has {len(value):,} characters; the limit is {MAX_APPEND_CHARS:,}")
     if "\x00" in value:
         raise InvalidInput(field, "contains NUL characters (binary data?)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(field, f"is not valid Unicode text (lone surrogate at index {exc.start})") from exc
     return value
 
 
@@ -80,9 +84,21 @@ def check_metadata(metadata: Any) -> dict:
     if not isinstance(metadata, Mapping):
         raise InvalidInput("metadata", f"must be a JSON object (dict), got {type(metadata).__name__}")
     try:
-        return json.loads(json.dumps(dict(metadata), allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput("metadata", f"is not JSON-serialisable: {exc}") from exc
+        text = json.dumps(dict(metadata), allow_nan=False, ensure_ascii=False)
+        text.encode("utf-8")
+        return json.loads(text)
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        raise InvalidInput("metadata", f"is not JSON-serialisable UTF-8: {exc}") from exc
+
+
+def check_sampling(temperature: Any, top_p: Any, max_new_tokens: Any) -> None:
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not 0 <= temperature <= 100 \
+            or math.isnan(temperature):
+        raise InvalidInput("temperature", f"must be a number in [0, 100] (0 = greedy), got {temperature!r}")
+    if not isinstance(top_p, (int, float)) or isinstance(top_p, bool) or not 0 < top_p <= 1:
+        raise InvalidInput("top_p", f"must be in (0, 1], got {top_p!r}")
+    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or not 1 <= max_new_tokens <= 8192:
+        raise InvalidInput("max_new_tokens", f"must be an int in [1, 8192], got {max_new_tokens!r}")
 
 
 class Memory:
@@ -146,6 +162,12 @@ class Memory:
             finally:
                 self.store.close()
                 self._closed = True
+
+    def _refresh(self) -> None:
+        """Pick up what other processes encoded since our last look (one catalog read when nothing changed)."""
+        with self._lock:
+            if not self.ingestor.is_current():
+                self.catch_up()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -224,7 +246,9 @@ class Memory:
                    seed: int | None = None, citations: int = 5, answer: Answer | None = None) -> Iterator[str]:
         """Stream the answer's text; pass an ``Answer`` to receive its citations and timings at the end."""
         check_text("question", question)
+        check_sampling(temperature, top_p, max_new_tokens)
         self._check_open()
+        self._refresh()
         state = self.ingestor.state
         yield from self._asker().stream(question, list(state.tail_ids), state.stream.position,
                                         answer if answer is not None else Answer(""),
@@ -245,6 +269,7 @@ class Memory:
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise InvalidInput("k", f"must be a positive int, got {k!r}")
         self._check_open()
+        self._refresh()
         return self._asker().search(query, k, self.ingestor.state.stream.position)
 
     # ---- maintenance ------------------------------------------------------------------------
@@ -276,6 +301,7 @@ class Memory:
         dtype = options.get("dtype") or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         loaded = shared_model(model, device, dtype) if isinstance(model, str) else model
         store = MemoryStore.import_snapshot(Path(snapshot), Path(path), expected_model_id=loaded.model_id,
-                                            expected_weight_hash=loaded.weight_hash, reencode=reencode)
+                                            expected_weight_hash=loaded.weight_hash, reencode=reencode,
+                                            catalog_url=options.get("catalog_url"))
         store.close()
         return cls(path, **{**options, "model": loaded})

@@ -16,13 +16,15 @@ def new_caches(model: HSAForCausalLM) -> list[KVCache | None]:
 
 
 def next_token(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> int:
-    """Greedy when temperature is 0, else nucleus sampling."""
-    if temperature <= 0:
+    """Greedy when temperature is (near) 0, else nucleus sampling."""
+    # below 1e-4 the scaled logits overflow to inf/NaN; such a temperature is greedy in effect
+    if temperature < 1e-4:
         return int(torch.argmax(logits))
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     if top_p < 1.0:
         sorted_probs, order = torch.sort(probs, descending=True)
         keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < top_p
+        keep[0] = True  # the most likely token always stays, however small top_p is
         sorted_probs = torch.where(keep, sorted_probs, torch.zeros_like(sorted_probs))
         choice = torch.multinomial(sorted_probs / sorted_probs.sum(), 1, generator=generator)
         return int(order[choice])

@@ -217,3 +217,30 @@ def test_concurrent_writer_in_another_process(tmp_path, tiny_loaded):
         assert mem.stats()["encoded_upto_seq"] == len(CONVERSATION) + 12
         events = list(mem.store.events())
         assert [e.text for e in events[-7:]][-1] == "a last one"
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"text": "lone \ud800 surrogate"}, "text"),
+    ({"text": "ok", "metadata": {"k": "\udfff"}}, "metadata"),
+])
+def test_lone_surrogates_are_invalid_input(memory, kwargs, field):
+    with pytest.raises(InvalidInput) as error:
+        memory.append(**kwargs)
+    assert error.value.field == field
+
+
+@pytest.mark.parametrize("options, field", [
+    ({"temperature": -1}, "temperature"), ({"temperature": float("nan")}, "temperature"),
+    ({"top_p": 0}, "top_p"), ({"top_p": 1.5}, "top_p"), ({"max_new_tokens": 0}, "max_new_tokens"),
+])
+def test_bad_sampling_options(memory, options, field):
+    memory.append("hello there")
+    with pytest.raises(InvalidInput) as error:
+        memory.ask("hi?", **options)
+    assert error.value.field == field
+
+
+def test_tiny_temperature_and_top_p_sample_without_nan(memory):
+    memory.append("hello there")
+    assert memory.ask("hi?", temperature=1e-30, max_new_tokens=3).tokens <= 3
+    assert memory.ask("hi?", temperature=1.0, top_p=1e-9, seed=1, max_new_tokens=3).tokens <= 3
