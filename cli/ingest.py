@@ -319,7 +319,7 @@ def _format_of(path: Path, forced: str) -> str:
 def read_source(source: Source, forced: str, role: str) -> Parsed:
     """Parse one source; raises ``InputError`` (bad content) or returns a ``Parsed`` with its hash."""
     if source.path is None:
-        data = _read_limited(source.label, click.get_binary_stream("stdin"), MAX_DOCUMENT_BYTES)
+        data = _read_limited(source.label, sys.stdin.buffer, MAX_DOCUMENT_BYTES)
         stream: BinaryIO = io.BytesIO(data)
         fmt = _sniff(data) if forced == "auto" else forced
     else:
