@@ -84,8 +84,6 @@ def _reject_constant(name: str):
 DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
-
-
 def _walk(root: Path, exclude: Path | None) -> Iterator[Path]:
     """Files under ``root``, sorted, without hidden names and without the memory directory itself."""
     for folder, dirs, files in os.walk(root):
@@ -108,8 +106,6 @@ def find_sources(paths: tuple[str, ...], memory_dir: Path | None) -> list[Source
         else:
             sources.append(Source(raw, Path(raw)))
     return sources
-
-
 
 
 def _line_starts(text: str) -> list[int]:
@@ -342,8 +338,6 @@ def read_source(source: Source, forced: str, role: str) -> Parsed:
     return Parsed(source, digest.hexdigest(), fmt, messages)
 
 
-
-
 class Registry:
     """``{"version": 1, "files": {sha256: {source, messages, first_seq, last_seq, at}}}``, written atomically."""
 
@@ -386,8 +380,6 @@ class Registry:
                 yield self.load()
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 
 
 def _summary(outcomes: list[Outcome], dry_run: bool) -> dict:
