@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -49,8 +50,22 @@ class State:
         self.model = model
         self.device = device
         self.json = json_output
+        self._level_before: int | None = None
         self.quiet = quiet
         self._memory = None
+
+    @property
+    def quiet(self) -> bool:
+        return self._quiet
+
+    @quiet.setter
+    def quiet(self, value: bool) -> None:
+        # the library's own warnings (untrained weights, recovery notes) go quiet too
+        self._quiet = value
+        logger = logging.getLogger("hsa_memory")
+        if value and self._level_before is None:
+            self._level_before = logger.level
+            logger.setLevel(logging.ERROR)
 
     def require_path(self) -> Path:
         if self.path is None:
@@ -78,9 +93,14 @@ class State:
         return load_named_model(self.model, self.device)
 
     def close(self) -> None:
-        if self._memory is not None:
-            self._memory.close()
-            self._memory = None
+        try:
+            if self._memory is not None:
+                self._memory.close()
+                self._memory = None
+        finally:
+            if self._level_before is not None:
+                logging.getLogger("hsa_memory").setLevel(self._level_before)
+                self._level_before = None
 
     def warn(self, message: str) -> None:
         if not self.quiet:

@@ -112,3 +112,16 @@ def test_serve_without_the_service(monkeypatch):
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: the HTTP service is not available (")
     assert result.stderr.endswith("install it with `pip install 'hsa-memory[service]'`\n")
+
+
+def test_quiet_silences_library_warnings_for_the_command_only():
+    import logging
+
+    from hsa_memory.cli.state import State
+
+    logger = logging.getLogger("hsa_memory")
+    before = logger.level
+    state = State(None, "tiny", "cpu", json_output=False, quiet=True)
+    assert logger.getEffectiveLevel() == logging.ERROR
+    state.close()
+    assert logger.level == before
