@@ -311,9 +311,13 @@ class _Layout:
     def block_tok(self, sorted_pairs, backward=False):
         rows = BLOCK_M if sorted_pairs else 16
         if backward and self.BLOCK_D >= 128:
-            # the backward holds dK/dV and five row tiles: 64 × 128 spills even with 8 warps
-            rows //= 2
-        return max(1, rows // self.BLOCK_G)
+            # the backward holds dK/dV and five row tiles: 64 × 128 spills even with 8 warps;
+            # 16 rows is the smallest matrix-unit operand
+            rows = max(16, rows // 2)
+        block_tok = max(1, rows // self.BLOCK_G)
+        # tl.dot needs 16 on every side; the CPU interpreter would not notice fewer
+        assert block_tok * self.BLOCK_G >= 16
+        return block_tok
 
 
 def _warps(rows: int, block_d: int) -> int:

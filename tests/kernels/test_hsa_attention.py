@@ -50,6 +50,7 @@ def run_both(inputs, assert_close, tol, **kwargs):
 CASES = {
     # name: B, T, HQ, HK, D, chunks, K, causal
     "decode-ratio16": (1, 1, 16, 1, 64, 5, 8, False),
+    "decode-ratio4-d128": (1, 1, 8, 2, 128, 3, 4, False),
     "t63-ratio3-d100": (2, 63, 3, 1, 100, 3, 4, False),
     "t300-ratio1-causal": (1, 300, 2, 2, 32, 5, 3, True),
     "t300-ratio16-k-over-visible": (1, 300, 16, 1, 64, 5, 6, True),
