@@ -43,6 +43,10 @@ def load_tokenizer(path: Path | None = None) -> Tokenizer:
         return tokenizer_from_gguf(path)
     if path.is_dir():
         path = path / "tokenizer.json"
+    if not path.is_file():
+        from .weights import WeightsError
+
+        raise WeightsError(f"tokenizer file {path} is missing; a Hugging Face base folder needs its tokenizer.json")
     return Tokenizer.from_file(str(path))
 
 
