@@ -119,10 +119,12 @@ class Ingestor:
         for j in range(encoded.token_ids.shape[0]):
             seqs = state.pending_seqs[j * S:(j + 1) * S]
             roles = list(dict.fromkeys(state.event_info[s][0] for s in seqs))
+            # events may arrive out of time order (clocks, imports): the span is their min and max
+            times = [state.event_info[s][1] for s in dict.fromkeys(seqs)]
             position = encoded.first_position + j
             pending.chunks.append(NewChunk(
                 position=position, token_start=position * S, token_end=(position + 1) * S,
-                time_start=from_micros(state.event_info[seqs[0]][1]), time_end=from_micros(state.event_info[seqs[-1]][1]),
+                time_start=from_micros(min(times)), time_end=from_micros(max(times)),
                 roles=roles, text=self.tokenizer.decode(encoded.token_ids[j].tolist(), skip_special_tokens=True),
                 first_seq=seqs[0], last_seq=seqs[-1]))
         n = encoded.token_ids.shape[0]

@@ -130,7 +130,10 @@ def _sqlite_setup(engine: Engine) -> None:
 
 
 def sqlite_url(path: str) -> str:
-    return f"sqlite:///{path}"
+    """An SQLite URL for a file path; URL.create escapes '%', '?' and '#' that a plain f-string would not."""
+    from sqlalchemy.engine import URL
+
+    return URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
 
 
 class Catalog:

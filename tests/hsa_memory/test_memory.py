@@ -244,3 +244,22 @@ def test_tiny_temperature_and_top_p_sample_without_nan(memory):
     memory.append("hello there")
     assert memory.ask("hi?", temperature=1e-30, max_new_tokens=3).tokens <= 3
     assert memory.ask("hi?", temperature=1.0, top_p=1e-9, seed=1, max_new_tokens=3).tokens <= 3
+
+
+def test_events_out_of_time_order_are_accepted(tmp_path, tiny_loaded):
+    """A clock stepping back (or an import of old logs) must never make the memory unopenable."""
+    with Memory(tmp_path / "m", model=tiny_loaded) as mem:
+        mem.append("the second day, written first " * 8, time="2025-01-02T00:00:00Z")
+        mem.append("the first day, written second " * 8, time="2025-01-01T00:00:00Z")
+        mem.append("and the third day " * 8, time="2025-01-03T00:00:00Z")
+    with Memory(tmp_path / "m", model=tiny_loaded) as mem:
+        assert mem.verify().ok
+        infos = mem.store.chunks(mem.store.landmarks()[1].tolist())
+        assert infos and all(info.time_start <= info.time_end for info in infos)
+
+
+def test_memory_path_with_url_characters(tmp_path, tiny_loaded):
+    with Memory(tmp_path / "odd %41 ?x #y", model=tiny_loaded) as mem:
+        mem.append("a message in an oddly named folder")
+    with Memory(tmp_path / "odd %41 ?x #y", model=tiny_loaded) as mem:
+        assert mem.stats()["last_seq"] == 1
