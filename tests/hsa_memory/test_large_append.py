@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent("""
     with Memory(sys.argv[1] + "/warm", model=loaded) as mem:
         mem.append("warm-up " * 200)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    text = " ".join(rng.choice(words) for _ in range(size // 6))[:size]
+    text = " ".join(rng.choice(words) for _ in range(size // 4))[:size]
     with Memory(sys.argv[1] + "/big", model=loaded) as mem:
         mem.append(text)
         stats = mem.stats()
