@@ -16,15 +16,9 @@ import os
 import tarfile
 from pathlib import Path
 
+from hsa_memory.model.weights import file_sha256 as sha256
+
 PART_BYTES = 25 * 1000 * 1000
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def split(source: Path, dest: Path, part_bytes: int = PART_BYTES) -> dict:
