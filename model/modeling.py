@@ -348,11 +348,9 @@ class HSAModel(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen_lower):
             hidden_states = self.run_layers(hidden_states, indexed[:lower], positions, caches)
         router = None
-        if not use_hsa:
-            pass
-        elif memory is not None:
+        if use_hsa and memory is not None:
             router = ExternalRouter(memory, self.config.chunk_size)
-        elif caches is None and self.chunk_encoder is not None and T >= self.config.chunk_size:
+        elif use_hsa and caches is None and self.chunk_encoder is not None and T >= self.config.chunk_size:
             encoded = self.encode_sequence_chunks(hidden_states)
             C, S = T // self.config.chunk_size, self.config.chunk_size
             HK, D = encoded.keys.shape[2:]
