@@ -193,7 +193,7 @@ def train(args) -> dict:
                     with torch.no_grad(), base_behaviour(model):
                         teacher = model.model(inputs, use_hsa=False)
                     kl = kl_to_base(model, hidden, teacher, labels, args.kl_positions)
-                    total = loss + args.kl_weight * kl
+                    total = total + args.kl_weight * kl
                     stats["kl"] = kl.item()
             optimizer.zero_grad(set_to_none=True)
             total.backward()
