@@ -30,6 +30,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on CUDA, fp32 elsewhere (bf16 matmuls are slow on most CPUs)."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
 def shared_model(name: str, device: torch.device, dtype: torch.dtype):
     """One loaded model per (name, device, dtype) in a process, shared by every memory."""
     from hsa_memory.model.loading import load_model
@@ -119,7 +124,7 @@ class Memory:
 
         self.path = Path(path).expanduser()
         self.device = resolve_device(device)
-        self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+        self.dtype = dtype or default_dtype(self.device)
         self.loaded = shared_model(model, self.device, self.dtype) if isinstance(model, str) else model
         config = self.loaded.model.config
         self.progress = progress
@@ -298,7 +303,7 @@ class Memory:
 
         model = options.get("model", "hsa-smollm2-135m")
         device = resolve_device(options.get("device", "auto"))
-        dtype = options.get("dtype") or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        dtype = options.get("dtype") or default_dtype(device)
         loaded = shared_model(model, device, dtype) if isinstance(model, str) else model
         store = MemoryStore.import_snapshot(Path(snapshot), Path(path), expected_model_id=loaded.model_id,
                                             expected_weight_hash=loaded.weight_hash, reencode=reencode,

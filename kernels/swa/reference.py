@@ -9,6 +9,19 @@ from __future__ import annotations
 import torch
 
 
+def window_block(start: int, stop: int, offset: int, window: int | None,
+                 device: torch.device) -> tuple[int, int, torch.Tensor]:
+    """Keys [k_lo, k_hi) that queries start..stop-1 (key positions +offset) may see, and the (t, s) mask."""
+    q_pos = torch.arange(start, stop, device=device) + offset  # key positions of these queries
+    k_lo = 0 if window is None else max(0, start + offset - window + 1)
+    k_hi = stop + offset
+    k_pos = torch.arange(k_lo, k_hi, device=device)
+    visible = k_pos.view(1, -1) <= q_pos.view(-1, 1)
+    if window is not None:
+        visible &= k_pos.view(1, -1) > q_pos.view(-1, 1) - window
+    return k_lo, k_hi, visible
+
+
 def sliding_window_attention_reference(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -33,17 +46,11 @@ def sliding_window_attention_reference(
     outputs = []
     for start in range(0, T, block):
         stop = min(start + block, T)
-        q_pos = torch.arange(start, stop, device=q.device) + offset  # key positions of these queries
-        k_lo = 0 if window is None else max(0, start + offset - window + 1)
-        k_hi = stop + offset
-        k_pos = torch.arange(k_lo, k_hi, device=q.device)
+        k_lo, k_hi, visible = window_block(start, stop, offset, window, q.device)
         kb = k[:, k_lo:k_hi].float().repeat_interleave(group, dim=2)  # (B, s, HQ, D)
         vb = v[:, k_lo:k_hi].float().repeat_interleave(group, dim=2)
         qb = q[:, start:stop].float()  # (B, t, HQ, D)
         logits = torch.einsum("bthd,bshd->bhts", qb, kb) * scale  # (B, HQ, t, s)
-        visible = k_pos.view(1, -1) <= q_pos.view(-1, 1)
-        if window is not None:
-            visible &= k_pos.view(1, -1) > q_pos.view(-1, 1) - window
         logits = logits.masked_fill(~visible, float("-inf"))
         if sink_logits is not None:
             sink = sink_logits.float().view(1, HQ, 1, 1).expand(B, HQ, stop - start, 1)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .reference import window_block
+
 
 def sliding_window_attention_sdpa(
     q: torch.Tensor,
@@ -27,13 +29,7 @@ def sliding_window_attention_sdpa(
     outputs = []
     for start in range(0, T, block):
         stop = min(start + block, T)
-        q_pos = torch.arange(start, stop, device=q.device) + offset
-        k_lo = 0 if window is None else max(0, start + offset - window + 1)
-        k_hi = stop + offset
-        k_pos = torch.arange(k_lo, k_hi, device=q.device)
-        visible = k_pos.view(1, -1) <= q_pos.view(-1, 1)
-        if window is not None:
-            visible &= k_pos.view(1, -1) > q_pos.view(-1, 1) - window
+        k_lo, k_hi, visible = window_block(start, stop, offset, window, q.device)
         kb = k[:, k_lo:k_hi].transpose(1, 2)  # (B, HK, s, D)
         vb = v[:, k_lo:k_hi].transpose(1, 2)
         qb = q[:, start:stop].transpose(1, 2)  # (B, HQ, t, D)
