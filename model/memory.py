@@ -18,6 +18,20 @@ from hsa_memory.kernels import hsa_attention, landmark_topk
 
 # "auto" (Triton on CUDA, reference elsewhere), "reference" or "triton": a switch for A/B runs
 KERNEL_BACKEND = os.environ.get("HSA_KERNEL_BACKEND", "auto")
+_BACKENDS = ("auto", "reference", "triton")
+
+
+def set_kernel_backend(name: str) -> str:
+    """Switch every model op to one kernel backend at run time (A/B parity checks); returns the old one."""
+    global KERNEL_BACKEND
+    if name not in _BACKENDS:
+        raise ValueError(f"kernel backend must be one of {_BACKENDS}, got {name!r}")
+    previous, KERNEL_BACKEND = KERNEL_BACKEND, name
+    return previous
+
+
+def kernel_backend() -> str:
+    return KERNEL_BACKEND
 
 
 @runtime_checkable

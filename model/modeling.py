@@ -16,7 +16,7 @@ import torch.utils.checkpoint
 from hsa_memory.kernels import sliding_window_attention
 
 from .config import HSAConfig
-from .memory import KERNEL_BACKEND, ExternalMemory, ExternalRouter, RetrievalTrace, SequenceRouter
+from .memory import ExternalMemory, ExternalRouter, RetrievalTrace, SequenceRouter, kernel_backend
 from .moe import MoE, SwiGLU
 
 # a sink logit this low leaves the base model's softmax unchanged to float precision
@@ -116,7 +116,7 @@ class SelfAttention(nn.Module):
         else:
             if cache is not None:
                 k, v = cache.update(k, v)
-            out = sliding_window_attention(q, k, v, self.window, sink_logits=self.sink_logits, backend=KERNEL_BACKEND)
+            out = sliding_window_attention(q, k, v, self.window, sink_logits=self.sink_logits, backend=kernel_backend())
         return self.o_proj(out.reshape(B, T, self.num_heads * self.head_dim))
 
 

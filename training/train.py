@@ -21,6 +21,7 @@ import torch
 
 from hsa_memory.model.checkpoint import load_checkpoint, project_parameter_names, save_checkpoint
 from hsa_memory.model.loading import load_model
+from hsa_memory.model.memory import set_kernel_backend
 from hsa_memory.model.modeling import DecoderLayer, HSALayer, SelfAttention
 
 from .batches import collate
@@ -62,6 +63,8 @@ def parse_args(argv=None):
     p.add_argument("--checkpointing", action="store_true", help="recompute layers in backward (less memory)")
     p.add_argument("--eval", default="s_niah:2048,s_niah:8192", help="task:length pairs evaluated at the end")
     p.add_argument("--eval-count", type=int, default=16)
+    p.add_argument("--backend", default="auto", choices=["auto", "reference", "triton"],
+                   help="kernels for SWA, top-K and HSA attention (check with training.backend_parity first)")
     return p.parse_args(argv)
 
 
@@ -144,8 +147,17 @@ def batches(args, pool, split="train", seed=None):
             buffer = []
 
 
+@torch.no_grad()
+def landmark_spread(landmarks: torch.Tensor) -> float:
+    """Mean ‖l − mean‖ / ‖l‖ over a sequence's chunks: ~0.7 for distinct landmarks, → 0 when they collapse."""
+    lm = landmarks.detach().float()  # (B, C, R)
+    centred = (lm - lm.mean(dim=1, keepdim=True)).norm(dim=-1)
+    return (centred / lm.norm(dim=-1).clamp_min(1e-12)).mean().item()
+
+
 def train(args) -> dict:
     torch.manual_seed(args.seed)
+    set_kernel_backend(args.backend)
     args.out.mkdir(parents=True, exist_ok=True)
     loaded, model, params = prepare(args)
     set_topk(model, args.topk, args.seq_len)
@@ -184,6 +196,8 @@ def train(args) -> dict:
                 total = loss
                 r_loss, r_stats = retrieval_loss(captures, [e.evidence_chunks for e in examples],
                                                  [e.answer_start for e in examples], model.config.chunk_size, labels)
+                if captures:
+                    stats["landmark_spread"] = landmark_spread(captures[0][1])
                 del captures
                 if r_loss is not None:
                     stats.update(r_stats, retrieval_loss=r_loss.item())
@@ -206,9 +220,10 @@ def train(args) -> dict:
             with open(metrics_path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
             if step % 10 == 0:
-                log.info("step %d loss %.3f exact %.2f kl %.3f retrieval %.3f top1 %.2f (%.0fs)", step, record["loss"],
-                         record["exact"], record.get("kl", 0.0), record.get("retrieval_loss", float("nan")),
-                         record.get("retrieval_top1", float("nan")), record["elapsed"])
+                log.info("step %d loss %.3f exact %.2f kl %.3f retrieval %.3f top1 %.2f spread %.2f (%.0fs)", step,
+                         record["loss"], record["exact"], record.get("kl", 0.0), record.get("retrieval_loss", float("nan")),
+                         record.get("retrieval_top1", float("nan")), record.get("landmark_spread", float("nan")),
+                         record["elapsed"])
             out_of_time = args.time_budget and time.time() - started > args.time_budget
             if (step + 1) % args.save_every == 0 or step + 1 == args.steps or out_of_time:
                 save_checkpoint(model, args.out / "checkpoint.safetensors", dtype=torch.bfloat16,
