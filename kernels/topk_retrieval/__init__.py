@@ -16,7 +16,11 @@ def landmark_topk_triton(
     scale: float = 1.0,
     gumbel_seed: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Triton streaming top-K with the reference's semantics (see ``landmark_topk_reference``)."""
+    """Triton streaming top-K with the reference's semantics (see ``landmark_topk_reference``).
+
+    At most 16 queries per (batch, head) take the decode path (many-slice scan and a K-slice merge),
+    more take the streaming scan; both keep memory independent of queries × landmarks.
+    """
     if queries.dim() != 4 or landmarks.dim() != 4:
         raise ValueError(
             f"queries (B, T, HK, R) and landmarks (B, N, HK, R) must be 4-D, got {tuple(queries.shape)} "
@@ -34,6 +38,6 @@ def landmark_topk_triton(
             "queries and landmarks must share one of float16/bfloat16/float32, "
             f"got {queries.dtype} and {landmarks.dtype}"
         )
-    from .triton import landmark_topk_forward
+    from .triton import landmark_topk
 
-    return landmark_topk_forward(queries, landmarks, topk, visible_upto, scale, gumbel_seed)
+    return landmark_topk(queries, landmarks, topk, visible_upto, scale, gumbel_seed)

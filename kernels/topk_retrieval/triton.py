@@ -6,8 +6,19 @@ bookkeeping. ``topk_scan_kernel`` gives each program a block of queries and one 
 landmark axis; it streams landmark tiles through the matrix units and keeps a per-query top-K in
 registers: a tile whose keys all fall under every query's current K-th best is dropped after one
 compare; a few survivors are inserted largest first, many take one merge by sorting networks.
-``topk_finish_kernel`` merges the slices' partial top-Ks (split-K, for decode: one query against
-262,144 landmarks is spread over up to 128 programs) and unpacks scores and indices.
+``topk_finish_kernel`` merges the slices' partial top-Ks and unpacks scores and indices. That pair is
+the prefill/training path (many queries).
+
+Decode (at most ``DECODE_MAX_QUERIES`` queries per (batch, head)) is memory-bound: one query against
+262,144 landmarks of 256 dims reads 134 MB and does almost no arithmetic. ``topk_decode_scan_kernel``
+splits the landmark axis into many slices (about ``DECODE_PROGRAMS_PER_SM`` programs per SM, a slice
+of one or a few tiles); a program streams its tiles (landmarks as the matrix-unit's M side, the few
+queries padded to 16 as N, the landmark dimension pipelined in ``BLOCK_R`` steps), sorts each tile's
+keys once and keeps its slice's top-K, and writes that list and its maximum.
+``topk_decode_merge_kernel`` then needs only K of the slices: the global top-K lies in the K slices
+with the largest maxima (a slice outside them has K larger maxima above its best element), so it sorts
+the slice maxima, gathers those K lists (K² keys) and sorts them. Its work is bounded by the slice
+count and K², not by the landmark count.
 Nothing of size (queries × chunks) is ever stored.
 """
 from __future__ import annotations
@@ -27,6 +38,11 @@ INSERT_LIMIT = 4
 # split-K over landmarks: aim for this many programs, each slice at least one tile, at most this many slices
 TARGET_PROGRAMS = 528
 MAX_SPLITS = 128
+# decode path: at most this many queries per (batch, head) row group; programs per SM to aim for;
+# at most this many slices (the merge sorts one key per slice)
+DECODE_MAX_QUERIES = 16
+DECODE_PROGRAMS_PER_SM = 8
+DECODE_MAX_SLICES = 4096
 
 
 @triton.jit
@@ -143,26 +159,11 @@ def topk_scan_kernel(
 
 
 @triton.jit
-def topk_finish_kernel(
-    part_ptr, q_ptr, l_ptr, score_ptr, index_ptr,
-    stride_qb, stride_qt, stride_qh, stride_lb, stride_ln, stride_lh,
-    T, HK, R, width, topk, scale,
-    WIDTH: tl.constexpr, TOPK_PAD: tl.constexpr, BLOCK_R: tl.constexpr, LOG_W_OVER_K: tl.constexpr,
-    SORT: tl.constexpr, GUMBEL: tl.constexpr,
-):
-    # one program per (b, t, h) row: merge the slices' top-Ks, unpack, write best first
-    i_row = tl.program_id(0).to(tl.int64)
-    offs_w = tl.arange(0, WIDTH)
-    keys = tl.load(part_ptr + i_row * width + offs_w[None, :], mask=offs_w[None, :] < width, other=SENT)
+def _emit_topk(top, i_row, q_ptr, l_ptr, score_ptr, index_ptr,
+               stride_qb, stride_qt, stride_qh, stride_lb, stride_ln, stride_lh,
+               T, HK, R, topk, scale, TOPK_PAD: tl.constexpr, BLOCK_R: tl.constexpr, GUMBEL: tl.constexpr):
+    # unpack one row's top keys (1, TOPK_PAD), best first, and write scores and indices
     cols = tl.arange(0, TOPK_PAD)[None, :]
-    if SORT:
-        top = _leading(tl.sort(keys, 1, descending=True), LOG_W_OVER_K)
-    else:
-        top = tl.full([1, TOPK_PAD], SENT, tl.int64)
-        for i in range(0, topk):
-            x = tl.max(keys, 1)
-            top = tl.where(cols == i, x[:, None], top)
-            keys = tl.where(keys == x[:, None], SENT, keys)
     valid = top != SENT
     score, n = _unpack(top)
     if GUMBEL:
@@ -183,6 +184,121 @@ def topk_finish_kernel(
         score = acc * scale
     tl.store(score_ptr + i_row * topk + cols, tl.where(valid, score, float("-inf")), mask=cols < topk)
     tl.store(index_ptr + i_row * topk + cols, tl.where(valid, n, -1), mask=cols < topk)
+
+
+@triton.jit
+def topk_finish_kernel(
+    part_ptr, q_ptr, l_ptr, score_ptr, index_ptr,
+    stride_qb, stride_qt, stride_qh, stride_lb, stride_ln, stride_lh,
+    T, HK, R, width, topk, scale,
+    WIDTH: tl.constexpr, TOPK_PAD: tl.constexpr, BLOCK_R: tl.constexpr, LOG_W_OVER_K: tl.constexpr,
+    SORT: tl.constexpr, GUMBEL: tl.constexpr,
+):
+    # one program per (b, t, h) row: merge the slices' top-Ks, unpack, write best first
+    i_row = tl.program_id(0).to(tl.int64)
+    offs_w = tl.arange(0, WIDTH)
+    keys = tl.load(part_ptr + i_row * width + offs_w[None, :], mask=offs_w[None, :] < width, other=SENT)
+    cols = tl.arange(0, TOPK_PAD)[None, :]
+    if SORT:
+        top = _leading(tl.sort(keys, 1, descending=True), LOG_W_OVER_K)
+    else:
+        top = tl.full([1, TOPK_PAD], SENT, tl.int64)
+        for i in range(0, topk):
+            x = tl.max(keys, 1)
+            top = tl.where(cols == i, x[:, None], top)
+            keys = tl.where(keys == x[:, None], SENT, keys)
+    _emit_topk(top, i_row, q_ptr, l_ptr, score_ptr, index_ptr,
+               stride_qb, stride_qt, stride_qh, stride_lb, stride_ln, stride_lh,
+               T, HK, R, topk, scale, TOPK_PAD, BLOCK_R, GUMBEL)
+
+
+@triton.jit
+def topk_decode_scan_kernel(
+    q_ptr, l_ptr, vis_ptr, part_ptr, max_ptr,
+    stride_qb, stride_qt, stride_qh, stride_lb, stride_ln, stride_lh,
+    T, HK, N, R, slice_n, n_slices, scale, seed_hash,
+    TOPK_PAD: tl.constexpr, BLOCK_Q: tl.constexpr, QPAD: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_R: tl.constexpr, LOG_N_OVER_K: tl.constexpr, MULTI_TILE: tl.constexpr, GUMBEL: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    # program (slice, b·h): the slice's top-K for the (at most BLOCK_Q) queries of (b, h)
+    i_slice = tl.program_id(0).to(tl.int64)
+    i_bh = tl.program_id(1).to(tl.int64)
+    i_b = i_bh // HK
+    i_h = i_bh % HK
+    rows = tl.arange(0, BLOCK_Q)
+    m_row = rows < T
+    vis = tl.load(vis_ptr + i_b * T + rows, mask=m_row, other=0).to(tl.int64)
+    n_lo = i_slice * slice_n
+    n_hi = tl.minimum(tl.minimum(n_lo + slice_n, N), tl.max(vis, 0))
+    if GUMBEL:
+        row_hash = _hash32(_hash32(seed_hash.to(tl.uint32) ^ i_b.to(tl.uint32)) ^ rows.to(tl.uint32))
+    offs_q = tl.arange(0, QPAD)
+    offs_r = tl.arange(0, BLOCK_R)
+    p_q = q_ptr + i_b * stride_qb + i_h * stride_qh + offs_q[:, None] * stride_qt
+    p_l = l_ptr + i_b * stride_lb + i_h * stride_lh
+    best = tl.full([BLOCK_Q, TOPK_PAD], SENT, tl.int64)
+    for n0 in range(n_lo, n_hi, BLOCK_N):
+        offs_n = (n0 + tl.arange(0, BLOCK_N)).to(tl.int64)
+        m_n = offs_n < n_hi
+        # scores transposed, (landmarks, queries): the landmark tile is the matrix units' M side,
+        # the queries (zero rows past T) their narrow N side
+        acc = tl.zeros([BLOCK_N, QPAD], dtype=tl.float32)
+        for r0 in range(0, R, BLOCK_R):
+            m_r = (r0 + offs_r) < R
+            b_l = tl.load(p_l + offs_n[:, None] * stride_ln + (r0 + offs_r)[None, :],
+                          mask=m_n[:, None] & m_r[None, :], other=0.0)
+            b_q = tl.load(p_q + (r0 + offs_r)[None, :], mask=(offs_q < T)[:, None] & m_r[None, :], other=0.0)
+            acc = tl.dot(b_l, tl.trans(b_q), acc, input_precision=DOT_PRECISION)
+        b_s = tl.trans(acc)  # (QPAD, BLOCK_N)
+        if BLOCK_Q < QPAD:
+            # keep the first BLOCK_Q query rows: the others are exact zeros, so summing them in is exact
+            b_s = tl.sum(tl.reshape(b_s, (QPAD // BLOCK_Q, BLOCK_Q, BLOCK_N)), 0)
+        b_s = b_s * scale
+        if GUMBEL:
+            b_rank = b_s + _gumbel(row_hash, i_h, offs_n)
+        else:
+            b_rank = b_s
+        m_key = (offs_n[None, :] < vis[:, None]) & m_n[None, :] & (b_rank > float("-inf"))
+        key = tl.where(m_key, _pack(b_rank, offs_n[None, :]), SENT)
+        top = _leading(tl.sort(key, 1, descending=True), LOG_N_OVER_K)
+        if MULTI_TILE:
+            both = tl.reshape(tl.join(best, top), (BLOCK_Q, 2 * TOPK_PAD))
+            best = _leading(tl.sort(both, 1, descending=True), 1)
+        else:
+            best = top
+    row = (i_b * T + rows) * HK + i_h
+    cols = tl.arange(0, TOPK_PAD)
+    tl.store(part_ptr + (row[:, None] * n_slices + i_slice) * TOPK_PAD + cols[None, :], best, mask=m_row[:, None])
+    tl.store(max_ptr + row * n_slices + i_slice, tl.max(best, 1), mask=m_row)
+
+
+@triton.jit
+def topk_decode_merge_kernel(
+    part_ptr, max_ptr, q_ptr, l_ptr, score_ptr, index_ptr,
+    stride_qb, stride_qt, stride_qh, stride_lb, stride_ln, stride_lh,
+    T, HK, R, n_slices, slice_n, topk, scale,
+    SPAD: tl.constexpr, NSEL: tl.constexpr, TOPK_PAD: tl.constexpr, BLOCK_R: tl.constexpr,
+    LOG_S_OVER_SEL: tl.constexpr, LOG_SEL: tl.constexpr, GUMBEL: tl.constexpr,
+):
+    # one program per (b, t, h) row. The global top-K lies in the NSEL = min(slices, K) slices with the
+    # largest maxima: sort the maxima, gather those slices' lists (NSEL × K keys), sort, unpack, write.
+    i_row = tl.program_id(0).to(tl.int64)
+    offs_s = tl.arange(0, SPAD)
+    maxima = tl.load(max_ptr + i_row * n_slices + offs_s[None, :], mask=offs_s[None, :] < n_slices, other=SENT)
+    if LOG_S_OVER_SEL > 0:
+        maxima = _leading(tl.sort(maxima, 1, descending=True), LOG_S_OVER_SEL)  # (1, NSEL)
+    maxima = tl.reshape(maxima, (NSEL,))
+    _, n = _unpack(maxima)
+    i_slice = tl.where(maxima != SENT, n // slice_n, 0)
+    cols = tl.arange(0, TOPK_PAD)
+    cand = tl.load(part_ptr + (i_row * n_slices + i_slice[:, None]) * TOPK_PAD + cols[None, :],
+                   mask=(maxima != SENT)[:, None], other=SENT)
+    cand = tl.reshape(cand, (1, NSEL * TOPK_PAD))
+    top = _leading(tl.sort(cand, 1, descending=True), LOG_SEL)
+    _emit_topk(top, i_row, q_ptr, l_ptr, score_ptr, index_ptr,
+               stride_qb, stride_qt, stride_qh, stride_lb, stride_ln, stride_lh,
+               T, HK, R, topk, scale, TOPK_PAD, BLOCK_R, GUMBEL)
 
 
 @functools.lru_cache(maxsize=64)
@@ -247,3 +363,87 @@ def landmark_topk_forward(queries, landmarks, topk, visible_upto, scale, gumbel_
         GUMBEL=gumbel, num_warps=4 if WIDTH <= 1024 else 8,
     )
     return scores, indices
+
+
+
+@functools.lru_cache(maxsize=8)
+def _sm_count(device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 132  # an H100's count, so the CPU interpreter tests the same slicing
+
+
+def decode_slicing(N, groups, block_n, sm_count, tiles_per_slice=None):
+    """(tiles per slice, slices) for a decode scan of N landmarks in ``groups`` (b, h) row groups.
+
+    Aims for ``DECODE_PROGRAMS_PER_SM`` programs per SM (many bytes in flight for a memory-bound scan)
+    with whole tiles per slice and at most ``DECODE_MAX_SLICES`` slices.
+    """
+    n_tiles = max(1, triton.cdiv(N, block_n))
+    if tiles_per_slice is None:
+        slices = max(1, triton.cdiv(DECODE_PROGRAMS_PER_SM * sm_count, groups))
+        tiles_per_slice = triton.cdiv(n_tiles, slices)
+    tiles_per_slice = max(tiles_per_slice, triton.cdiv(n_tiles, DECODE_MAX_SLICES))
+    return tiles_per_slice, triton.cdiv(n_tiles, tiles_per_slice)
+
+
+def landmark_topk_decode(queries, landmarks, topk, visible_upto, scale, gumbel_seed, block_n=None, block_r=None,
+                         tiles_per_slice=None, num_warps=None, num_stages=3, merge_warps=None):
+    """The decode path (at most ``DECODE_MAX_QUERIES`` queries): many-slice scan, then the K-slice merge.
+
+    Shapes and semantics as ``landmark_topk_reference``; extra memory is (rows × slices × (K + 1)) keys,
+    rows = B·T·HK with T ≤ 16. Returns (scores, indices).
+    """
+    B, T, HK, R = queries.shape
+    N = landmarks.shape[1]
+    if T > DECODE_MAX_QUERIES:
+        raise ValueError(f"the decode path takes at most {DECODE_MAX_QUERIES} queries, got {T}")
+    device = queries.device
+    if queries.stride(-1) != 1:
+        queries = queries.contiguous()
+    if landmarks.stride(-1) != 1:
+        landmarks = landmarks.contiguous()
+    vis = visible_upto.to(device=device, dtype=torch.int64).contiguous()
+    topk_pad = max(4, triton.next_power_of_2(topk))
+    block_q = triton.next_power_of_2(T)
+    qpad = 16  # the matrix units' narrowest N side
+    # landmark tiles of 128 rows (64 with K = 64 at fp32 keeps the sort's registers in bounds)
+    block_n = max(block_n or 128, 64, topk_pad)
+    # 128 bytes of each landmark row per pipeline step
+    block_r = min(block_r or (128 // queries.element_size()), max(16, triton.next_power_of_2(R)))
+    tiles, n_slices = decode_slicing(N, B * HK, block_n, _sm_count(device), tiles_per_slice)
+    slice_n = tiles * block_n
+    rows = B * T * HK
+    part = torch.empty(rows * n_slices * topk_pad, dtype=torch.int64, device=device)
+    maxima = torch.empty(rows * n_slices, dtype=torch.int64, device=device)
+    gumbel = gumbel_seed is not None
+    seed_hash = _seed_hash(gumbel_seed if gumbel else 0) | (1 << 32)
+    precision = "ieee" if queries.dtype == torch.float32 else "tf32"
+    strides = (queries.stride(0), queries.stride(1), queries.stride(2),
+               landmarks.stride(0), landmarks.stride(1), landmarks.stride(2))
+    topk_decode_scan_kernel[(n_slices, B * HK)](
+        queries, landmarks, vis, part, maxima, *strides,
+        T, HK, N, R, slice_n, n_slices, float(scale), seed_hash,
+        TOPK_PAD=topk_pad, BLOCK_Q=block_q, QPAD=qpad, BLOCK_N=block_n, BLOCK_R=block_r,
+        LOG_N_OVER_K=_log2(block_n // topk_pad), MULTI_TILE=tiles > 1, GUMBEL=gumbel, DOT_PRECISION=precision,
+        num_warps=num_warps or 4, num_stages=num_stages,
+    )
+    spad = triton.next_power_of_2(n_slices)
+    nsel = min(spad, topk_pad)
+    scores = torch.empty(B, T, HK, topk, dtype=torch.float32, device=device)
+    indices = torch.empty(B, T, HK, topk, dtype=torch.int64, device=device)
+    width = max(spad, nsel * topk_pad)
+    topk_decode_merge_kernel[(rows,)](
+        part, maxima, queries, landmarks, scores, indices, *strides,
+        T, HK, R, n_slices, slice_n, topk, float(scale),
+        SPAD=spad, NSEL=nsel, TOPK_PAD=topk_pad, BLOCK_R=min(block_r, 64), LOG_S_OVER_SEL=_log2(spad // nsel),
+        LOG_SEL=_log2(nsel), GUMBEL=gumbel, num_warps=merge_warps or (4 if width <= 1024 else 8),
+    )
+    return scores, indices
+
+
+def landmark_topk(queries, landmarks, topk, visible_upto, scale=1.0, gumbel_seed=None):
+    """Dispatch: the decode path for at most ``DECODE_MAX_QUERIES`` queries, else the streaming scan."""
+    if queries.shape[1] <= DECODE_MAX_QUERIES:
+        return landmark_topk_decode(queries, landmarks, topk, visible_upto, scale, gumbel_seed)
+    return landmark_topk_forward(queries, landmarks, topk, visible_upto, scale, gumbel_seed)
