@@ -19,7 +19,8 @@ from .types import Answer, Citation, Hit
 
 
 class AskPipeline:
-    def __init__(self, model, tokenizer, store, positions_cache: dict[int, int]):
+    def __init__(self, model, tokenizer, store, positions_cache):
+        # positions_cache: the memory's ChunkPositions (chunk id → stream position), shared by its asks
         self.model = model
         self.tokenizer = tokenizer
         self.store = store

@@ -121,6 +121,7 @@ class Memory:
         from hsa_memory.store.errors import StoreNotFound
 
         from .ingest import Ingestor
+        from .store_memory import ChunkPositions
 
         self.path = Path(path).expanduser()
         self.device = resolve_device(device)
@@ -145,7 +146,7 @@ class Memory:
                                     f"reencode=True to rebuild it from its event log")
             self.store.repair(rebuild=None, model_id=self.loaded.model_id, weight_hash=self.loaded.weight_hash)
         self._lock = threading.RLock()
-        self._positions: dict[int, int] = {}
+        self._positions = ChunkPositions()
         self._closed = False
         self.ingestor = Ingestor(self.loaded.model, self.loaded.tokenizer, self.store)
         self.catch_up()
@@ -278,6 +279,12 @@ class Memory:
         return self._asker().search(query, k, self.ingestor.state.stream.position)
 
     # ---- maintenance ------------------------------------------------------------------------
+    @property
+    def trained(self) -> bool:
+        """Whether the model carries trained HSA weights; without them retrieval is random and
+        answers can only use the recent window (the model then equals its base)."""
+        return self.loaded.trained
+
     def stats(self) -> dict[str, Any]:
         self._check_open()
         return {**self.store.stats(), "tokens": self.ingestor.state.stream.position, "model": self.loaded.model_id,
