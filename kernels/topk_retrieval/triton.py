@@ -388,11 +388,12 @@ def decode_slicing(N, groups, block_n, sm_count, tiles_per_slice=None):
 
 
 def landmark_topk_decode(queries, landmarks, topk, visible_upto, scale, gumbel_seed, block_n=None, block_r=None,
-                         tiles_per_slice=None, num_warps=None, num_stages=3, merge_warps=None):
+                         tiles_per_slice=None, num_warps=None, num_stages=3, merge_warps=None, scan_only=False):
     """The decode path (at most ``DECODE_MAX_QUERIES`` queries): many-slice scan, then the K-slice merge.
 
     Shapes and semantics as ``landmark_topk_reference``; extra memory is (rows × slices × (K + 1)) keys,
-    rows = B·T·HK with T ≤ 16. Returns (scores, indices).
+    rows = B·T·HK with T ≤ 16. Returns (scores, indices); with ``scan_only`` (for timing) the scan's
+    (partial lists, maxima).
     """
     B, T, HK, R = queries.shape
     N = landmarks.shape[1]
@@ -426,8 +427,11 @@ def landmark_topk_decode(queries, landmarks, topk, visible_upto, scale, gumbel_s
         T, HK, N, R, slice_n, n_slices, float(scale), seed_hash,
         TOPK_PAD=topk_pad, BLOCK_Q=block_q, QPAD=qpad, BLOCK_N=block_n, BLOCK_R=block_r,
         LOG_N_OVER_K=_log2(block_n // topk_pad), MULTI_TILE=tiles > 1, GUMBEL=gumbel, DOT_PRECISION=precision,
-        num_warps=num_warps or 4, num_stages=num_stages,
+        # fp32 (no tensor-core path for "ieee") spills a little at 4 warps
+        num_warps=num_warps or (8 if queries.element_size() == 4 else 4), num_stages=num_stages,
     )
+    if scan_only:
+        return part, maxima
     spad = triton.next_power_of_2(n_slices)
     nsel = min(spad, topk_pad)
     scores = torch.empty(B, T, HK, topk, dtype=torch.float32, device=device)

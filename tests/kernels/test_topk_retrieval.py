@@ -4,6 +4,10 @@ Scenarios: decode (one query, the landmark axis split over programs and merged),
 queries, R = 100 (padded tile), causal visibility with fewer visible chunks than K (empty slots),
 K = 1 and K = 64, Gumbel selection reproduced bit for bit, split and unsplit scans agreeing, and
 no intermediate of size (queries × chunks).
+
+The decode path (at most 16 queries: many-slice scan, then the K-slice merge) has its own cases:
+landmark counts off the tile, one landmark, K above the visible count, 1 and 16 queries, K = 64,
+slicings that must agree exactly, exact ties ordered like the reference, and Gumbel.
 """
 import pytest
 import torch
@@ -57,14 +61,15 @@ def test_matches_reference(case, device, assert_close):
     check_same_topk(ref, tri, assert_close)
 
 
-def test_dtypes(dtype, device, assert_close):
-    queries, landmarks, visible_upto = make_inputs(device, dtype, 1, 20, 1, 64, 200, True)
+@pytest.mark.parametrize("T", [4, 20])  # the decode path, the streaming scan
+def test_dtypes(T, dtype, device, assert_close):
+    queries, landmarks, visible_upto = make_inputs(device, dtype, 1, T, 1, 64, 200, True)
     ref = landmark_topk_reference(queries, landmarks, 8, visible_upto)
     tri = landmark_topk_triton(queries, landmarks, 8, visible_upto)
     check_same_topk(ref, tri, assert_close)
 
 
-@pytest.mark.parametrize("T", [1, 37])
+@pytest.mark.parametrize("T", [1, 16, 37])
 def test_gumbel_selection_is_reproduced(T, device, assert_close):
     queries, landmarks, visible_upto = make_inputs(device, torch.float32, 2, T, 2, 24, 150, T > 1)
     ref = landmark_topk_reference(queries, landmarks, 6, visible_upto, gumbel_seed=1234)
@@ -119,3 +124,63 @@ def test_rejects_bad_inputs(device):
         landmark_topk_triton(queries, landmarks, 4, visible_upto[:, :2])
     with pytest.raises(ValueError, match="topk must be in 1..256"):
         landmark_topk_triton(queries, landmarks, 0, visible_upto)
+
+
+DECODE_CASES = {
+    # name: B, T, HK, R, N, topk, causal, block_n, tiles_per_slice
+    "t1-n-off-tile": (1, 1, 1, 64, 333, 8, False, 64, None),
+    "t16-causal-k-over-visible": (1, 16, 2, 32, 100, 16, True, 64, None),
+    "single-landmark": (2, 1, 1, 16, 1, 4, False, None, None),
+    "k64-multi-tile": (1, 2, 1, 16, 200, 64, True, 64, 2),
+    "r100-t3-multi-tile": (2, 3, 1, 100, 150, 5, True, 64, 3),
+}
+
+
+@pytest.mark.parametrize("case", DECODE_CASES)
+def test_decode_path_matches_reference(case, device, assert_close):
+    from hsa_memory.kernels.topk_retrieval.triton import landmark_topk_decode
+
+    B, T, HK, R, N, topk, causal, block_n, tiles = DECODE_CASES[case]
+    queries, landmarks, visible_upto = make_inputs(device, torch.float32, B, T, HK, R, N, causal)
+    ref = landmark_topk_reference(queries, landmarks, topk, visible_upto, scale=0.125)
+    tri = landmark_topk_decode(queries, landmarks, topk, visible_upto, 0.125, None, block_n=block_n,
+                               tiles_per_slice=tiles)
+    check_same_topk(ref, tri, assert_close)
+    assert torch.equal(ref[1], tri[1])  # same order too (no near-ties in these draws)
+
+
+def test_decode_slicings_agree(device):
+    # one tile per slice, several tiles per slice (the running merge), one slice, wider tiles
+    from hsa_memory.kernels.topk_retrieval.triton import landmark_topk_decode
+
+    queries, landmarks, visible_upto = make_inputs(device, torch.float32, 1, 3, 1, 32, 700, True)
+    runs = [landmark_topk_decode(queries, landmarks, 12, visible_upto, 1.0, None, block_n=bn, tiles_per_slice=tp)
+            for bn, tp in ((64, 1), (64, 3), (64, 11), (128, None))]
+    for scores, indices in runs[1:]:
+        # the same chunks in the same order; the scores agree to rounding (tiles of another shape may
+        # sum in another order)
+        assert torch.equal(runs[0][1], indices)
+        assert torch.allclose(runs[0][0], scores, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("T", [1, 20])  # the decode path, the streaming scan
+def test_exact_ties_keep_the_reference_order(T, device):
+    # integer-valued inputs: scores are exact, many are equal; earlier chunks come first among ties
+    torch.manual_seed(3)
+    N, R = 300, 16
+    queries = torch.randint(-2, 3, (1, T, 1, R), device=device).float()
+    landmarks = torch.randint(-1, 2, (1, N, 1, R), device=device).float()
+    landmarks[:, 150:] = landmarks[:, :150]  # duplicated landmarks tie exactly
+    visible_upto = torch.full((1, T), N, device=device)
+    ref = landmark_topk_reference(queries, landmarks, 16, visible_upto)
+    tri = landmark_topk_triton(queries, landmarks, 16, visible_upto)
+    assert torch.equal(ref[1], tri[1]) and torch.equal(ref[0], tri[0])
+
+
+def test_decode_memory_is_slices_not_chunks(device, monkeypatch):
+    queries, landmarks, visible_upto = make_inputs(device, torch.float32, 1, 16, 1, 16, 3000, False)
+    sizes = []
+    empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: sizes.append(empty(*a, **k).numel()) or empty(*a, **k))
+    landmark_topk_triton(queries, landmarks, 4, visible_upto)
+    assert max(sizes) < 16 * 3000 // 10  # rows × slices × K keys, slices = landmarks / 128
