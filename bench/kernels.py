@@ -7,6 +7,11 @@ Every row that fails is kept with its error, so a miss shows what limited it.
 Inputs are random bf16 (never zeros). HSA chunk selections are causal and uniform over the visible
 chunks (duplicates possible), chunk weights a softmax of random scores. Decode steps are timed as
 CUDA-graph replays (the launches of one step are a few microseconds of GPU work each).
+
+Landmark top-K for decode (at most 16 queries) runs ``landmark_topk_decode`` (many-slice scan + K-slice
+merge); ``decode`` times it (and its scan alone) beside the old streaming scan (``landmark_topk_forward``)
+and ``torch.topk(q @ Lᵀ)``; ``sweep`` times its settings at 16M tokens. ``--only decode,sweep,prefill``
+takes about 2-3 minutes on an H100.
 """
 from __future__ import annotations
 
@@ -227,7 +232,8 @@ def decode_topk_sweep(M=16 * 2 ** 20, topk=32, R=256):
     configs = [  # T, block_n, block_r, tiles_per_slice, warps, stages
         (1, 128, 64, None, 4, 3), (1, 128, 64, 1, 4, 3), (1, 128, 64, 4, 4, 3), (1, 128, 64, 8, 4, 3),
         (1, 64, 64, 1, 4, 3), (1, 64, 64, 4, 4, 3), (1, 256, 64, 1, 4, 3), (1, 256, 64, 2, 4, 3),
-        (1, 128, 128, None, 4, 2), (1, 128, 64, None, 8, 3), (1, 128, 64, None, 4, 2), (1, 128, 64, None, 4, 4),
+        (1, 128, 128, None, 4, 2), (1, 64, 256, None, 4, 2), (1, 128, 64, None, 8, 3), (1, 128, 64, None, 4, 2),
+        (1, 128, 64, None, 4, 4),
         (16, 128, 64, None, 4, 3), (16, 64, 64, None, 4, 3), (16, 128, 64, 4, 8, 3),
     ]
     refs = {}

@@ -55,7 +55,8 @@ def compile_report(kernel, args: dict, num_warps=4, num_stages=3):
 
 
 STRIDES = {n: "i32" for n in ("stride_qb", "stride_qt", "stride_qh", "stride_lb", "stride_ln", "stride_lh")}
-STRIDES.update(stride_qb="i32:16", stride_qt="i32:16", stride_lb="i32:16", stride_ln="i32:16")
+# contiguous (B, N, HK, R) tensors with R = 256: every stride is a multiple of 16, as the JIT specialises
+STRIDES = {n: "i32:16" for n in STRIDES}
 
 
 def old_decode_scan(dtype="bf16", K=32, block_n=64, block_r=256, warps=4, stages=3):
@@ -96,7 +97,8 @@ def main():
     print("triton", triton.__version__, "target", TARGET)
     rows = [("old topk_scan_kernel decode (16 q x 64 lm, R tile 256)", lambda: old_decode_scan())]
     for T in (1, 16):
-        for bn, br, w, st in ((128, 64, 4, 3), (64, 64, 4, 3), (256, 64, 4, 3), (128, 128, 4, 2), (128, 64, 8, 3)):
+        for bn, br, w, st in ((128, 64, 4, 3), (64, 64, 4, 3), (256, 64, 4, 3), (128, 128, 4, 2), (64, 256, 4, 2),
+                              (128, 64, 8, 3), (128, 64, 4, 4)):
             for multi in (False, True):
                 rows.append((f"decode scan T={T} BLOCK_N={bn} BLOCK_R={br} warps={w} stages={st} multi={multi}",
                              lambda T=T, bn=bn, br=br, w=w, st=st, multi=multi:
@@ -104,7 +106,8 @@ def main():
     rows.append(("decode scan T=1 K=64 multi", lambda: decode_scan(K=64, multi=True)))
     rows.append(("decode scan T=16 K=64 multi", lambda: decode_scan(K=64, T=16, multi=True)))
     rows.append(("decode scan T=1 gumbel multi", lambda: decode_scan(gumbel=True, multi=True)))
-    rows.append(("decode scan T=1 fp32 multi", lambda: decode_scan(dtype="fp32", block_r=32, multi=True)))
+    rows.append(("decode scan T=1 fp32 multi", lambda: decode_scan(dtype="fp32", block_r=32, multi=True, warps=8)))
+    rows.append(("decode scan T=1 HK dynamic multi", lambda: decode_scan(HK="i32", multi=True)))
     rows.append(("decode scan T=1 fp16 multi", lambda: decode_scan(dtype="fp16", multi=True)))
     for ns in (8, 1024, 2048, 4096):
         rows.append((f"decode merge K=32 slices={ns}", lambda ns=ns: decode_merge(n_slices=ns)))
