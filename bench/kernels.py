@@ -299,6 +299,33 @@ def prefill(M=16 * 2 ** 20, T=512, topk=32, R=256):
     attempt("prefill", row, body)
 
 
+def topk_kernel_resources():
+    """Registers, spills and shared memory of every top-K kernel variant this run compiled (from the JIT)."""
+    from hsa_memory.kernels.topk_retrieval import triton as tk
+
+    keep = ("TOPK_PAD", "BLOCK_Q", "BLOCK_N", "BLOCK_R", "MULTI_TILE", "GUMBEL", "SPAD", "NSEL", "WIDTH")
+    for name in ("topk_decode_scan_kernel", "topk_decode_merge_kernel", "topk_scan_kernel", "topk_finish_kernel"):
+        fn = getattr(tk, name)
+        for entry in getattr(fn, "device_caches", {}).values():
+            cache = entry[0] if isinstance(entry, tuple) else entry
+            for compiled in list(cache.values()):
+                row = {"kernel": name}
+                try:
+                    compiled._init_handles()
+                    consts = {}
+                    for k, v in getattr(compiled.src, "constants", {}).items():
+                        arg = fn.arg_names[k[0]] if isinstance(k, tuple) else k
+                        if arg in keep:
+                            consts[arg] = v
+                    row.update(consts)
+                    row.update(num_warps=compiled.metadata.num_warps, num_stages=compiled.metadata.num_stages,
+                               n_regs=compiled.n_regs, n_spills=compiled.n_spills,
+                               shared_KiB=compiled.metadata.shared / 1024)
+                except Exception as exc:
+                    row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+                record("topk_kernel_resources", row)
+
+
 def swa(lengths, windows):
     from hsa_memory.kernels.swa.flex import sliding_window_attention_flex
     from hsa_memory.kernels.swa.sdpa import sliding_window_attention_sdpa
@@ -372,6 +399,11 @@ def main():
         decode_topk_sweep(M=2 ** 20 if args.quick else 16 * 2 ** 20)
     if "prefill" in only:
         prefill(M=2 ** 20 if args.quick else 16 * 2 ** 20)
+    if any(x in only for x in ("decode", "sweep", "prefill", "training")):
+        try:
+            topk_kernel_resources()
+        except Exception:
+            traceback.print_exc()
     if "swa" in only:
         swa([8192] if args.quick else [8192, 32768], [512, 4096])
     text = markdown()
