@@ -18,7 +18,7 @@ def landmark_topk_triton(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Triton streaming top-K with the reference's semantics (see ``landmark_topk_reference``).
 
-    At most 16 queries per (batch, head) take the decode path (many-slice scan and a K-slice merge),
+    At most 16 queries per (batch, head) with K <= 64 take the decode path (many-slice scan and a K-slice merge),
     more take the streaming scan; both keep memory independent of queries × landmarks.
     """
     if queries.dim() != 4 or landmarks.dim() != 4:

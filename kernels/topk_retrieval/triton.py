@@ -41,6 +41,8 @@ MAX_SPLITS = 128
 # decode path: at most this many queries per (batch, head) row group; programs per SM to aim for;
 # at most this many slices (the merge sorts one key per slice)
 DECODE_MAX_QUERIES = 16
+# the merge sorts K lists of K keys in one program: above K = 64 that stops fitting, so larger K scan
+DECODE_MAX_TOPK = 64
 DECODE_PROGRAMS_PER_SM = 8
 DECODE_MAX_SLICES = 4096
 
@@ -365,7 +367,6 @@ def landmark_topk_forward(queries, landmarks, topk, visible_upto, scale, gumbel_
     return scores, indices
 
 
-
 @functools.lru_cache(maxsize=8)
 def _sm_count(device) -> int:
     if device.type == "cuda":
@@ -397,8 +398,9 @@ def landmark_topk_decode(queries, landmarks, topk, visible_upto, scale, gumbel_s
     """
     B, T, HK, R = queries.shape
     N = landmarks.shape[1]
-    if T > DECODE_MAX_QUERIES:
-        raise ValueError(f"the decode path takes at most {DECODE_MAX_QUERIES} queries, got {T}")
+    if T > DECODE_MAX_QUERIES or topk > DECODE_MAX_TOPK:
+        raise ValueError(f"the decode path takes at most {DECODE_MAX_QUERIES} queries and K <= {DECODE_MAX_TOPK}, "
+                         f"got {T} and {topk}")
     device = queries.device
     if queries.stride(-1) != 1:
         queries = queries.contiguous()
@@ -447,7 +449,8 @@ def landmark_topk_decode(queries, landmarks, topk, visible_upto, scale, gumbel_s
 
 
 def landmark_topk(queries, landmarks, topk, visible_upto, scale=1.0, gumbel_seed=None):
-    """Dispatch: the decode path for at most ``DECODE_MAX_QUERIES`` queries, else the streaming scan."""
-    if queries.shape[1] <= DECODE_MAX_QUERIES:
+    """Dispatch: the decode path for at most ``DECODE_MAX_QUERIES`` queries and K <= ``DECODE_MAX_TOPK``,
+    else the streaming scan."""
+    if queries.shape[1] <= DECODE_MAX_QUERIES and topk <= DECODE_MAX_TOPK:
         return landmark_topk_decode(queries, landmarks, topk, visible_upto, scale, gumbel_seed)
     return landmark_topk_forward(queries, landmarks, topk, visible_upto, scale, gumbel_seed)

@@ -177,6 +177,17 @@ def test_exact_ties_keep_the_reference_order(T, device):
     assert torch.equal(ref[1], tri[1]) and torch.equal(ref[0], tri[0])
 
 
+def test_decode_path_limits(device, assert_close):
+    # K above 64 leaves the decode path (its merge sorts K lists of K keys) for the streaming scan
+    from hsa_memory.kernels.topk_retrieval.triton import landmark_topk_decode
+
+    queries, landmarks, visible_upto = make_inputs(device, torch.float32, 1, 1, 1, 16, 150, False)
+    with pytest.raises(ValueError, match="decode path"):
+        landmark_topk_decode(queries, landmarks, 65, visible_upto, 1.0, None)
+    ref = landmark_topk_reference(queries, landmarks, 65, visible_upto)
+    check_same_topk(ref, landmark_topk_triton(queries, landmarks, 65, visible_upto), assert_close)
+
+
 def test_decode_memory_is_slices_not_chunks(device, monkeypatch):
     queries, landmarks, visible_upto = make_inputs(device, torch.float32, 1, 16, 1, 16, 3000, False)
     sizes = []
