@@ -24,6 +24,7 @@ Nothing of size (queries × chunks) is ever stored.
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 import triton
@@ -45,6 +46,16 @@ DECODE_MAX_QUERIES = 16
 DECODE_MAX_TOPK = 64
 DECODE_PROGRAMS_PER_SM = 8
 DECODE_MAX_SLICES = 4096
+# The decode path has passed the CPU interpreter's tests but has not yet run on a GPU (bench/RESULTS.md,
+# "Kernels"): on CUDA it stays opt-in (HSA_TOPK_DECODE=1) until a GPU run confirms it; the streaming
+# scan, which did pass on the H100, serves decode meanwhile. HSA_TOPK_DECODE=0 turns it off everywhere.
+DECODE_SWITCH = os.environ.get("HSA_TOPK_DECODE", "auto")
+
+
+def decode_path_enabled(device: torch.device) -> bool:
+    if DECODE_SWITCH in ("0", "1"):
+        return DECODE_SWITCH == "1"
+    return device.type != "cuda"
 
 
 @triton.jit
@@ -451,6 +462,6 @@ def landmark_topk_decode(queries, landmarks, topk, visible_upto, scale, gumbel_s
 def landmark_topk(queries, landmarks, topk, visible_upto, scale=1.0, gumbel_seed=None):
     """Dispatch: the decode path for at most ``DECODE_MAX_QUERIES`` queries and K <= ``DECODE_MAX_TOPK``,
     else the streaming scan."""
-    if queries.shape[1] <= DECODE_MAX_QUERIES and topk <= DECODE_MAX_TOPK:
+    if queries.shape[1] <= DECODE_MAX_QUERIES and topk <= DECODE_MAX_TOPK and decode_path_enabled(queries.device):
         return landmark_topk_decode(queries, landmarks, topk, visible_upto, scale, gumbel_seed)
     return landmark_topk_forward(queries, landmarks, topk, visible_upto, scale, gumbel_seed)
