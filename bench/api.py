@@ -50,7 +50,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from hsa_memory import Memory  # noqa: E402
 
-# the recent conversation every memory ends with; the questions are about it and about nothing else
+# the recent conversation every memory ends with (≥ 512 tokens, the sliding window, so every memory's
+# question sees the same window); the questions are about it
 RECENT = [
     ("user", "Quick update before I forget: the team offsite moved to Porto, on the 14th of March."),
     ("assistant", "Noted: the offsite is now in Porto on March 14th. Do you want me to book travel?"),
@@ -60,6 +61,22 @@ RECENT = [
     ("assistant", "Saved the serial number KX-4471-B for your laptop."),
     ("user", "One more thing: I'm allergic to peanuts, so mention that when you book the team dinner."),
     ("assistant", "Understood, I'll flag the peanut allergy for the dinner reservation."),
+    ("user", "How long is the flight from Berlin to Porto, roughly? I want to plan some reading."),
+    ("assistant", "A direct flight takes about three hours and fifteen minutes; with a change, five to six."),
+    ("user", "Direct if possible. And I'd rather have an aisle seat, my knees hate the window."),
+    ("assistant", "Aisle seat, direct flight, morning departure. I'll check the options and come back to you."),
+    ("user", "For the hotel, something walkable to the venue. The venue is the old customs house by the river."),
+    ("assistant", "I'll search for hotels within a fifteen-minute walk of the customs house on the riverside."),
+    ("user", "Budget is about 150 euros a night. Breakfast included would be nice but not essential."),
+    ("assistant", "Noted: around 150 euros per night, breakfast preferred. I'll shortlist three places."),
+    ("user", "Also remind me to bring the projector adapter, last time we couldn't present for half an hour."),
+    ("assistant", "I'll put the projector adapter on your packing list and remind you the evening before."),
+    ("user", "Priya wants everyone to prepare a five-minute update on their quarter. Mine is the data pipeline."),
+    ("assistant", "A five-minute update on the data pipeline: want me to draft an outline from your notes?"),
+    ("user", "Yes, keep it to three slides: what shipped, what broke, and what's next."),
+    ("assistant", "Three slides it is: shipped, broke, next. I'll have a draft ready by Thursday."),
+    ("user", "Perfect. Last thing, can you check whether my passport is still valid for the trip?"),
+    ("assistant", "Your passport is valid until 2029, so the trip is fine. Anything else for today?"),
 ]
 QUESTIONS = [
     "Where is the offsite happening now?",
@@ -320,6 +337,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--workdir", help="where the memories go (default: a temp dir, removed at the end)")
     parser.add_argument("--json", help="write every measurement to this file")
+    parser.add_argument("--measure-only", action="store_true",
+                        help="ask the memories a previous run built in --workdir (its built.json) again")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
@@ -330,14 +349,19 @@ def main() -> None:
     load_before = machine(args.device)
     bench = Bench(args)
     try:
-        built = [bench.baseline(), *bench.real_sizes([s for s in sizes if s <= real_upto]),
-                 *bench.fast_sizes([s for s in sizes if s > real_upto])]
+        manifest = bench.root / "built.json"
+        if args.measure_only:
+            built = [(Row(**row), Path(path)) for row, path in json.loads(manifest.read_text())]
+        else:
+            built = [bench.baseline(), *bench.real_sizes([s for s in sizes if s <= real_upto]),
+                     *bench.fast_sizes([s for s in sizes if s > real_upto])]
+            manifest.write_text(json.dumps([(vars(row), str(path)) for row, path in built]))
         base, *rows = bench.measure(built)
     finally:
         if not args.workdir:
             shutil.rmtree(bench.root, ignore_errors=True)
     command = "python bench/api.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k not in ("json", "workdir"))
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, False) and k not in ("json", "workdir", "measure_only"))
     text = (f"\n`{command}` — {started:%Y-%m-%d %H:%M} UTC, {args.device}, "
             f"{args.asks} asks per size after one cold ask (round-robin over sizes), max {args.max_new_tokens} new tokens, "
             f"{torch.get_num_threads()} torch threads, load average during the asks "
