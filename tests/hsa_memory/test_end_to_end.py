@@ -169,7 +169,7 @@ def expect_failure_of_known_weights(memory, request) -> None:
 @pytest.fixture(scope="module")
 def fact_chunks(memory) -> dict[str, int]:
     """The chunk holding each fact's answer: the only chunk whose text contains it."""
-    landmarks, chunk_ids = memory.store.landmarks()
+    _, chunk_ids = memory.store.landmarks()
     infos = memory.store.chunks(chunk_ids.tolist())
     found = {}
     for fact in FACTS:
