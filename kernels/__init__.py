@@ -15,6 +15,7 @@ from .hsa_attention import hsa_attention_reference, hsa_attention_triton
 from .swa import sliding_window_attention_reference, sliding_window_attention_triton
 from .swa.sdpa import sliding_window_attention_sdpa
 from .topk_retrieval import landmark_topk_reference, landmark_topk_triton
+from .topk_retrieval.blocked import landmark_topk_blocked
 
 BACKENDS = {
     "reference": SimpleNamespace(
@@ -49,7 +50,13 @@ def hsa_attention(q, mem_k, mem_v, chunk_idx, chunk_w, sm_scale=None, backend: s
 
 
 def landmark_topk(queries, landmarks, topk, visible_upto, scale=1.0, gumbel_seed=None, backend: str = "auto"):
-    """Streaming top-K over landmarks (see ``landmark_topk_reference`` for shapes)."""
+    """Streaming top-K over landmarks (see ``landmark_topk_reference`` for shapes).
+
+    Off the GPU, "auto" takes the packed-key blocked path (the reference's exact choices and tie order,
+    several times its speed; routing only, so no autograd).
+    """
+    if backend == "auto" and not queries.is_cuda:
+        return landmark_topk_blocked(queries, landmarks, topk, visible_upto, scale=scale, gumbel_seed=gumbel_seed)
     fn = get_backend(backend, queries).landmark_topk
     return fn(queries, landmarks, topk, visible_upto, scale=scale, gumbel_seed=gumbel_seed)
 
