@@ -22,11 +22,13 @@ setup: $(VENV)/.installed
 demo: setup
 	HF_HUB_OFFLINE=1 $(PY) examples/demo.py
 
+# -P: keep the repo root off sys.path, where the folder kernels/ would shadow the PyPI package `kernels`
+# (which transformers >= 5 imports; our kernels are hsa_memory.kernels)
 test: setup
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -P -m pytest -q
 
 test-fast: setup
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow"
+	HF_HUB_OFFLINE=1 $(PY) -P -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -22,9 +22,14 @@ Two ways to fill a memory:
   scoring over all of them, top-K, K/V reads from the tiers. What fast-fill does not give: a realistic
   retrieval *choice* (random landmarks) — latency only.
 
-Timings come from ``Answer.timings``: retrieval (landmark scoring + top-K, both HSA layers), kv_load
-(store reads of the chosen chunks), attention (HSA attention inside chunks); "dense" is the rest of
-the total (SWA layers, MLPs, lm head, sampling, catalog look-ups). On CUDA these host timers do not
+Each round asks every memory twice: once unchanged (the recent context is cached from the previous
+ask, so only the question and answer run), once right after a short appended turn (the cached context
+is extended by that turn's tokens first; the append's own time is its own column).
+
+Timings come from ``Answer.timings``: context (bringing the cached recent tail up to date), then for
+the question and answer retrieval (landmark scoring + top-K, both HSA layers), kv_load (store reads of
+the chosen chunks), attention (HSA attention inside chunks); "dense" is the rest of the total (SWA
+layers, MLPs, lm head, sampling, catalog look-ups). On CUDA these host timers do not
 synchronise, so the breakdown there is indicative; total and first token are wall clock.
 """
 from __future__ import annotations
@@ -86,6 +91,13 @@ QUESTIONS = [
     "When is the offsite?",
     "Which flight time did I ask for?",
 ]
+# short turns an agent appends between questions: the "after an append" asks follow one of these
+FOLLOW_UPS = [
+    ("user", "Thanks. Remind me later to water the plants on the balcony."),
+    ("assistant", "Sure, I'll remind you about the balcony plants this evening."),
+    ("user", "Also, the printer on the third floor is broken again, I reported it."),
+    ("assistant", "Understood, the third-floor printer is reported as broken."),
+]
 SUFFIX = {"K": 1_000, "M": 1_000_000}
 
 
@@ -132,8 +144,8 @@ class Row:
     asks: list[dict] = field(default_factory=list)
     cold_ask: float = 0.0
 
-    def stat(self, key: str, q: float) -> float:
-        return percentile([a[key] for a in self.asks], q)
+    def stat(self, key: str, q: float, after_append: bool = False) -> float:
+        return percentile([a[key] for a in self.asks if a.get("after_append", False) == after_append], q)
 
 
 class Bench:
@@ -143,6 +155,7 @@ class Bench:
         self.root.mkdir(parents=True, exist_ok=True)
         self.messages = corpus_messages()
         self.clock = datetime(2024, 1, 1, tzinfo=timezone.utc)
+        self.follow_ups = 0
         self.options = dict(model=args.model, device=args.device,
                             dtype={"fp32": torch.float32, "bf16": torch.bfloat16}.get(args.dtype))
 
@@ -174,10 +187,18 @@ class Bench:
             added += mem.stats()["tokens"] - before
         return seconds, added
 
-    def ask(self, mem: Memory, question: str) -> dict:
+    def ask(self, mem: Memory, question: str, after_append: bool = False) -> dict:
+        append_seconds = 0.0
+        if after_append:
+            role, text = FOLLOW_UPS[self.follow_ups % len(FOLLOW_UPS)]
+            self.follow_ups += 1
+            start = time.perf_counter()
+            mem.append(text, role=role, time=self.tick())
+            append_seconds = time.perf_counter() - start
         answer = mem.ask(question, max_new_tokens=self.args.max_new_tokens)
         t = answer.timings
-        return {**t, "dense": t["total"] - t["retrieval"] - t["kv_load"] - t["attention"],
+        return {**t, "dense": t["total"] - t["context_seconds"] - t["retrieval"] - t["kv_load"] - t["attention"],
+                "after_append": after_append, "append": append_seconds,
                 "new_tokens": answer.tokens, "answer": answer.text, "load": os.getloadavg()[0]}
 
     def measure(self, built: list[tuple[Row, Path]]) -> list[Row]:
@@ -191,7 +212,9 @@ class Bench:
                 row.cold_ask = self.ask(mem, QUESTIONS[0])["total"]
             for i in range(self.args.asks):
                 for row, mem in memories:
+                    # every round: one ask of an unchanged memory, then one right after a short append
                     row.asks.append(self.ask(mem, QUESTIONS[i % len(QUESTIONS)]))
+                    row.asks.append(self.ask(mem, QUESTIONS[(i + 3) % len(QUESTIONS)], after_append=True))
                 print(f"round {i + 1}/{self.args.asks}: " + ", ".join(
                     f"{row.size} {row.asks[-1]['total']:.2f}s" for row, _ in memories)
                     + f" (load {os.getloadavg()[0]:.1f})", flush=True)
@@ -312,16 +335,19 @@ def machine(device: str) -> str:
 
 def table(rows: list[Row], base: Row, args) -> str:
     header = ("| memory | fill | tokens | chunks | ingest tok/s | ask p50 s | ask p95 s | × baseline (p50) "
-              "| first token p50 s | retrieval / kv_load / attention / dense (p50, s) | new tokens | cold 1st ask s |")
-    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+              "| first token p50 s | context / retrieval / kv_load / attention / dense (p50, s) "
+              "| after an append: append p50 s, ask p50 / p95 s (context tokens) | new tokens | cold 1st ask s |")
+    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|"]
     for row in [base, *rows]:
         ratio = row.stat("total", 50) / base.stat("total", 50)
-        parts = " / ".join(f"{row.stat(k, 50):.3f}" for k in ("retrieval", "kv_load", "attention", "dense"))
+        parts = " / ".join(f"{row.stat(k, 50):.3f}" for k in ("context_seconds", "retrieval", "kv_load", "attention", "dense"))
+        after = (f"{row.stat('append', 50, True):.2f}, {row.stat('total', 50, True):.2f} / "
+                 f"{row.stat('total', 95, True):.2f} ({row.stat('context_tokens', 50, True):.0f})")
         ingest = f"{row.ingest_tok_s:,.0f}" if row.ingest_tok_s else "–"
         tokens = statistics.mean(a["new_tokens"] for a in row.asks)
         lines.append(f"| {row.size} | {row.fill} | {row.tokens:,} | {row.chunks:,} | {ingest} | "
                      f"{row.stat('total', 50):.2f} | {row.stat('total', 95):.2f} | {ratio:.2f}× | "
-                     f"{row.stat('first_token', 50):.2f} | {parts} | {tokens:.1f} | {row.cold_ask:.2f} |")
+                     f"{row.stat('first_token', 50):.2f} | {parts} | {after} | {tokens:.1f} | {row.cold_ask:.2f} |")
     return "\n".join(lines)
 
 

@@ -19,9 +19,11 @@ from .types import Answer, Citation, Hit
 
 
 class AskPipeline:
-    def __init__(self, model, tokenizer, store, positions_cache):
-        # positions_cache: the memory's ChunkPositions (chunk id → stream position), shared by its asks
+    def __init__(self, model, tokenizer, store, positions_cache, recent):
+        # positions_cache: the memory's ChunkPositions (chunk id → stream position), shared by its asks;
+        # recent: its RecentContext (the SWA caches after the stream's tail)
         self.model = model
+        self.recent = recent
         self.tokenizer = tokenizer
         self.store = store
         self.positions_cache = positions_cache
@@ -32,25 +34,26 @@ class AskPipeline:
         weight = self.model.lm_head.weight
         return StoreMemory(self.store, self.positions_cache, weight.device, weight.dtype)
 
-    def prompt(self, question: str, tail_ids: list[int]) -> list[int]:
+    def prompt(self, question: str) -> list[int]:
         turn = render_turn("user", question) + "<|im_start|>assistant\n"
-        return list(tail_ids) + self.tokenizer.encode(turn, add_special_tokens=False).ids
+        return self.tokenizer.encode(turn, add_special_tokens=False).ids
 
     def stream(self, question: str, tail_ids: list[int], stream_position: int, answer: Answer, *,
                max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
                citations: int = 5) -> Iterator[str]:
         """Yield the answer's text as it is generated; fills ``answer`` (text, citations, timings) at the end."""
         started = time.perf_counter()
-        prompt = self.prompt(question, tail_ids)
-        start_position = stream_position - len(tail_ids)
-        trace = RetrievalTrace(count_from=start_position + len(prompt) - 1)
+        prompt = self.prompt(question)
         memory = self.memory()
+        timings: dict[str, float] = {}
+        caches, context_start = self.recent.caches(tail_ids, stream_position, self.store.generation(), memory, timings)
+        trace = RetrievalTrace(count_from=stream_position + len(prompt) - 1)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         config = self.model.config
         tokens: list[int] = []
         text = ""
         first_token_at = None
-        for token in generate(self.model, prompt, memory=memory, start_position=start_position,
+        for token in generate(self.model, prompt, memory=memory, start_position=stream_position, caches=caches,
                               max_new_tokens=max_new_tokens, stop_ids=(config.im_end_token_id, config.eos_token_id),
                               temperature=temperature, top_p=top_p, generator=generator, trace=trace):
             if first_token_at is None:
@@ -68,9 +71,10 @@ class AskPipeline:
         answer.tokens = len(tokens)
         answer.citations = self.citations(trace, citations)
         total = time.perf_counter() - started
-        answer.timings = {**trace.seconds, "total": total,
+        answer.timings = {**timings, **trace.seconds, "total": total,
                           "first_token": (first_token_at or time.perf_counter()) - started,
-                          "chunks_in_memory": float(len(memory))}
+                          "chunks_in_memory": float(len(memory)),
+                          "context_length": float(stream_position - context_start)}
 
     def ranked_chunks(self, trace: RetrievalTrace, limit: int) -> list[tuple]:
         """The ``limit`` heaviest chunks of a trace as (ChunkInfo, share of all routing weight)."""

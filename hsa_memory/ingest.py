@@ -68,8 +68,10 @@ class Ingestor:
 
     @property
     def tail_window(self) -> int:
+        """Tokens of the stream's end kept for questions: two windows, so that the question's context
+        can start at a window-aligned position (hsa_memory.recent) and still fill its whole window."""
         window = self.model.config.sliding_window
-        return window if window is not None else 4096
+        return 2 * (window if window is not None else 4096)
 
     def tokens_of(self, event: Event) -> Iterator[list[int]]:
         for piece in split_for_tokenizer(render_turn(event.role, event.text)):

@@ -121,6 +121,7 @@ class Memory:
         from hsa_memory.store.errors import StoreNotFound
 
         from .ingest import Ingestor
+        from .recent import RecentContext
         from .store_memory import ChunkPositions
 
         self.path = Path(path).expanduser()
@@ -147,6 +148,7 @@ class Memory:
             self.store.repair(rebuild=None, model_id=self.loaded.model_id, weight_hash=self.loaded.weight_hash)
         self._lock = threading.RLock()
         self._positions = ChunkPositions()
+        self._recent = RecentContext(self.loaded.model)
         self._closed = False
         self.ingestor = Ingestor(self.loaded.model, self.loaded.tokenizer, self.store)
         self.catch_up()
@@ -246,7 +248,7 @@ class Memory:
     def _asker(self):
         from .ask import AskPipeline
 
-        return AskPipeline(self.loaded.model, self.loaded.tokenizer, self.store, self._positions)
+        return AskPipeline(self.loaded.model, self.loaded.tokenizer, self.store, self._positions, self._recent)
 
     def ask_stream(self, question: str, *, max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
                    seed: int | None = None, citations: int = 5, answer: Answer | None = None) -> Iterator[str]:

@@ -8,6 +8,10 @@ import torch
 from hsa_memory.model.memory import topk_over_landmarks
 
 
+# chunks whose K/V one ask keeps after reading them (64 × HK × D keys and values each: 32 KiB in fp32 at HK=1, D=64)
+KV_PER_ASK = 4096
+
+
 class ChunkPositions:
     """Chunk id → stream position (for causal visibility), shared by the asks of one memory.
 
@@ -56,6 +60,7 @@ class StoreMemory:
         self.positions = positions.lookup(store, chunk_ids)
         # on the landmarks' device: top-K maps its rows to ids there, every layer and token
         self.chunk_ids = chunk_ids.long().to(landmarks.device)
+        self._kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __len__(self) -> int:
         return int(self.chunk_ids.shape[0])
@@ -68,4 +73,12 @@ class StoreMemory:
         return topk_over_landmarks(self.landmarks, self.positions, self.chunk_ids, queries, k, visible_upto)
 
     def kv(self, chunk_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.store.get_kv(chunk_ids.tolist(), device=self.device, dtype=self.dtype)
+        # successive tokens of one answer mostly pick the same chunks: each is read from the store once
+        ids = chunk_ids.tolist()
+        missing = [i for i in dict.fromkeys(ids) if i not in self._kv]
+        if missing:
+            if len(self._kv) + len(missing) > KV_PER_ASK:
+                self._kv.clear()
+            keys, values = self.store.get_kv(missing, device=self.device, dtype=self.dtype)
+            self._kv.update({i: (keys[n], values[n]) for n, i in enumerate(missing)})
+        return (torch.stack([self._kv[i][0] for i in ids]), torch.stack([self._kv[i][1] for i in ids]))

@@ -31,7 +31,9 @@ class Hit:
 class Answer:
     text: str
     citations: list[Citation] = field(default_factory=list)
-    # seconds spent per stage: retrieval (landmark scoring + top-K), kv_load, attention, total
+    # seconds per stage: context (bringing the cached recent tail up to date; context_tokens says how many
+    # tokens that ran), then for the question and answer: retrieval (landmark scoring + top-K), kv_load,
+    # attention (inside the chosen chunks); first_token and total are wall clock from the call
     timings: dict[str, float] = field(default_factory=dict)
     tokens: int = 0
 

@@ -35,17 +35,21 @@ def next_token(logits: torch.Tensor, temperature: float, top_p: float, generator
 def generate(model: HSAForCausalLM, prompt_ids: Sequence[int] | torch.Tensor, *,
              memory: ExternalMemory | None = None, start_position: int = 0, max_new_tokens: int = 256,
              stop_ids: Sequence[int] = (), temperature: float = 0.0, top_p: float = 1.0,
-             generator: torch.Generator | None = None, trace: RetrievalTrace | None = None) -> Iterator[int]:
+             generator: torch.Generator | None = None, trace: RetrievalTrace | None = None,
+             caches: list[KVCache | None] | None = None) -> Iterator[int]:
     """Yield generated token ids until a stop id (not yielded) or ``max_new_tokens``.
 
     The prompt sits at stream positions ``start_position`` onwards, so HSA layers see exactly the
     memory chunks that end before each token. Without ``memory`` the HSA layers stay silent.
+    ``caches`` (from ``new_caches``, already holding what precedes the prompt) continue a context;
+    they are extended in place.
     """
     device = model.lm_head.weight.device
     prompt = torch.as_tensor(prompt_ids, dtype=torch.long, device=device).view(1, -1)
     if prompt.shape[1] == 0:
         raise ValueError("generate needs at least one prompt token")
-    caches = new_caches(model)
+    if caches is None:
+        caches = new_caches(model)
     positions = torch.arange(start_position, start_position + prompt.shape[1], device=device)
     hidden = model.model(prompt, positions, memory=memory, caches=caches, trace=trace)
     logits = model.lm_head(hidden[0, -1])

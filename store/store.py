@@ -235,12 +235,17 @@ class MemoryStore:
             rows = conn.execute(select(F.lo, F.hi).where(F.memory_id == self._memory_id)).all()
         return IntervalSet.of((r.lo, r.hi) for r in rows)
 
+    def generation(self) -> int:
+        """A counter that moves whenever chunks leave the memory (forget, compaction): anything derived
+        from the memory's content (cached model states) is stale once it changes."""
+        with self._catalog.read() as conn:
+            return int(conn.execute(CATALOG_TOKEN, {"mid": self._memory_id}).one().generation)
+
     def ingest_cursor(self) -> tuple[int, bytes]:
         """``(encoded_upto_seq, ingest_state)`` as last committed by ``add_chunks``; ``(0, b"")`` when new."""
         with self._catalog.read() as conn:
             row = conn.execute(select(M.encoded_upto_seq, M.ingest_state).where(M.id == self._memory_id)).one()
         return row.encoded_upto_seq, bytes(row.ingest_state or b"")
-
 
     def add_chunks(self, chunks: Sequence[NewChunk], landmarks: Any, keys: Any, values: Any,
                    ingest_state: bytes, encoded_upto_seq: int) -> list[int]:
