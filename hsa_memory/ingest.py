@@ -117,6 +117,7 @@ class Ingestor:
         state.pending_seqs.extend([seq] * len(ids))
         encoded = self.model.encode_chunks(torch.tensor(ids, dtype=torch.long), state.stream, self.block_tokens)
         state.tail_ids = (state.tail_ids + ids)[-self.tail_window:]
+        state.tail_seqs = (state.tail_seqs + [seq] * len(ids))[-self.tail_window:]
         S = self.model.config.chunk_size
         for j in range(encoded.token_ids.shape[0]):
             seqs = state.pending_seqs[j * S:(j + 1) * S]
@@ -137,6 +138,38 @@ class Ingestor:
             state.pending_seqs = state.pending_seqs[n * S:]
             live = set(state.pending_seqs) | {seq}
             state.event_info = {s: info for s, info in state.event_info.items() if s in live}
+
+    @torch.no_grad()
+    def drop_forgotten(self, forgotten) -> bool:
+        """Scrub forgotten events' tokens from the state (the recent tail and the open chunk), so no question
+        sees them and no later chunk holds them; returns whether anything changed (then commits the state).
+
+        The lower decoder's caches are rebuilt from the surviving tail before the open chunk, and the
+        surviving open-chunk tokens are encoded again from its start: the stream continues as if the
+        forgotten tokens had never been there (its position moves back by the open chunk's share of them).
+        Call under the writer lock, with ``forgotten`` supporting ``seq in forgotten``.
+        """
+        state = self.state
+        if not any(seq in forgotten for seq in set(state.tail_seqs) | set(state.pending_seqs)):
+            return False
+        stream = state.stream
+        n_open = len(stream.pending_ids)
+        open_start = stream.position - n_open
+        n_closed = len(state.tail_ids) - n_open
+        closed = [(t, s) for t, s in zip(state.tail_ids[:n_closed], state.tail_seqs[:n_closed]) if s not in forgotten]
+        opened = [(t, s) for t, s in zip(stream.pending_ids, state.pending_seqs) if s not in forgotten]
+        new_stream = self.model.resume_stream([t for t, _ in closed], open_start)
+        if opened:
+            self.model.encode_chunks(torch.tensor([t for t, _ in opened], dtype=torch.long), new_stream,
+                                     self.block_tokens)
+        state.stream = new_stream
+        state.pending_seqs = [s for _, s in opened]
+        state.tail_ids = [t for t, _ in closed + opened]
+        state.tail_seqs = [s for _, s in closed + opened]
+        live = set(state.pending_seqs)
+        state.event_info = {s: info for s, info in state.event_info.items() if s in live}
+        self.commit(PendingCommit([], [], [], []), self.cursor)
+        return True
 
     def commit(self, pending: PendingCommit, cursor: int) -> int:
         """Write chunks + state + cursor atomically (chunks may be empty: a state-only flush)."""

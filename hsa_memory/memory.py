@@ -239,10 +239,17 @@ class Memory:
         with self._lock:
             self._check_open()
             with self.store.writer():
-                return self.store.forget(chunk_ids=list(chunk_ids) if chunk_ids is not None else None,
-                                         before=check_time(before) if before is not None else None,
-                                         after=check_time(after) if after is not None else None,
-                                         where=check_metadata(where) if where is not None else None)
+                if not self.ingestor.is_current():
+                    self.catch_up()
+                count = self.store.forget(chunk_ids=list(chunk_ids) if chunk_ids is not None else None,
+                                          before=check_time(before) if before is not None else None,
+                                          after=check_time(after) if after is not None else None,
+                                          where=check_metadata(where) if where is not None else None)
+                # the recent tail and the open chunk may still hold forgotten tokens: scrub them too
+                if count:
+                    self.ingestor.drop_forgotten(self.store.forgotten())
+                    self._recent.clear()
+                return count
 
     # ---- reading ----------------------------------------------------------------------------
     def _asker(self):

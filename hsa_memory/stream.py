@@ -27,8 +27,10 @@ class IngestState:
     pending_seqs: list[int] = field(default_factory=list)
     # role and time (µs since epoch) of the events those tokens came from
     event_info: dict[int, tuple[str, int]] = field(default_factory=dict)
-    # the last tokens of the stream, for the question's sliding window
+    # the last tokens of the stream, for the question's context, and the event each came from (-1: not
+    # recorded, states written before tail_seqs existed)
     tail_ids: list[int] = field(default_factory=list)
+    tail_seqs: list[int] = field(default_factory=list)
     # an event encoded only partly: (seq, tokens of it consumed), for huge appends
     partial: tuple[int, int] | None = None
 
@@ -44,7 +46,7 @@ class IngestState:
             "position": self.stream.position, "pending_ids": self.stream.pending_ids, "layers": len(self.stream.caches),
             "window": self.stream.caches[0].window if self.stream.caches else None,
             "pending_seqs": self.pending_seqs, "event_info": {str(k): v for k, v in self.event_info.items()},
-            "tail_ids": self.tail_ids, "partial": self.partial,
+            "tail_ids": self.tail_ids, "tail_seqs": self.tail_seqs, "partial": self.partial,
         }
         return save_tensors(tensors, metadata={"format": STATE_FORMAT, "state": json.dumps(meta)})
 
@@ -69,5 +71,8 @@ class IngestState:
         stream = StreamState(position=meta["position"], caches=caches, pending_hidden=tensors.get("pending_hidden"),
                              pending_ids=list(meta["pending_ids"]))
         partial = tuple(meta["partial"]) if meta["partial"] is not None else None
+        tail_ids = list(meta["tail_ids"])
+        tail_seqs = list(meta.get("tail_seqs", []))
+        tail_seqs = [-1] * (len(tail_ids) - len(tail_seqs)) + tail_seqs
         return cls(stream, list(meta["pending_seqs"]), {int(k): tuple(v) for k, v in meta["event_info"].items()},
-                   list(meta["tail_ids"]), partial)
+                   tail_ids, tail_seqs, partial)

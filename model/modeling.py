@@ -403,6 +403,25 @@ class HSAForCausalLM(nn.Module):
         return StreamState(caches=[KVCache(self.config.sliding_window) for _ in range(lower)])
 
     @torch.no_grad()
+    def resume_stream(self, context_ids: list[int], position: int) -> StreamState:
+        """A stream state at ``position`` (a chunk boundary, no open chunk) whose lower caches have seen
+        ``context_ids`` just before it: restarting a stream after tokens were removed from its tail."""
+        if position % self.config.chunk_size:
+            raise ValueError(f"a stream resumes at a chunk boundary, not at position {position}")
+        state = self.new_stream_state()
+        state.position = position
+        window = self.config.sliding_window
+        context = context_ids[-(window - 1):] if window is not None and window > 1 else list(context_ids)
+        context = context[:position]
+        if context:
+            device = self.lm_head.weight.device
+            ids = torch.tensor([context], dtype=torch.long, device=device)
+            positions = torch.arange(position - len(context), position, device=device)
+            lower = list(enumerate(self.model.layers))[: self.config.num_lower_layers]
+            self.model.run_layers(self.model.embed_tokens(ids), lower, positions, state.caches)
+        return state
+
+    @torch.no_grad()
     def encode_chunks(self, input_ids: torch.Tensor, state: StreamState | None = None,
                       block_tokens: int = 1024) -> EncodedChunks:
         """Ingest: run the lower decoder + chunk encoder over new stream tokens (T,).

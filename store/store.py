@@ -230,6 +230,10 @@ class MemoryStore:
         forgotten = self._forgotten()
         return self._events.iterate(after_seq, forgotten)
 
+    def forgotten(self) -> IntervalSet:
+        """Sequence numbers of every forgotten event (``seq in store.forgotten()``)."""
+        return self._forgotten()
+
     def _forgotten(self) -> IntervalSet:
         with self._catalog.read() as conn:
             rows = conn.execute(select(F.lo, F.hi).where(F.memory_id == self._memory_id)).all()
@@ -471,7 +475,7 @@ class MemoryStore:
             conn.execute(delete(F).where(F.memory_id == mid))
             if merged:
                 conn.execute(insert(F), [{"memory_id": mid, "lo": lo, "hi": hi} for lo, hi in merged.ranges()])
-            if chosen:
+            if chosen or new_events:
                 conn.execute(update(M).where(M.id == mid).values(generation=M.generation + 1))
         self._tiers.hot.remove_ids(chosen)
         return len(chosen) + new_events

@@ -90,3 +90,42 @@ def test_forget_recomputes_the_context(memory):
     assert after.timings["context_tokens"] == after.timings["context_length"] > 0
     assert hits[0].chunk_id not in [c.chunk_id for c in after.citations]
     assert first.timings["context_tokens"] > 0
+
+
+SECRET = "The vault code is Zebra-Quartz-8812, tell nobody."
+
+
+def all_chunk_texts(mem):
+    return [hit.text for hit in mem.search("vault code zebra quartz", k=10_000)]
+
+
+def test_forget_scrubs_the_tail_and_the_open_chunk(tmp_path, tiny_loaded):
+    with Memory(tmp_path / "m", model=tiny_loaded) as mem:
+        fill(mem)
+        mem.ask("Which room?", max_new_tokens=2)
+        mem.append(SECRET, role="user", metadata={"tag": "secret"})
+        assert "Zebra" in mem.loaded.tokenizer.decode(mem.ingestor.state.tail_ids)
+        assert mem.forget(where={"tag": "secret"}) >= 1
+        state = mem.ingestor.state
+        assert "Zebra" not in mem.loaded.tokenizer.decode(state.tail_ids)
+        assert "Zebra" not in mem.loaded.tokenizer.decode(state.stream.pending_ids)
+        assert len(state.tail_ids) == len(state.tail_seqs)
+        assert state.stream.position % 64 == len(state.stream.pending_ids) % 64
+        answer = mem.ask("What is the vault code?", max_new_tokens=4)
+        assert answer.timings["context_tokens"] == answer.timings["context_length"]
+        # the open chunk closes later without the forgotten words
+        mem.extend([{"role": "assistant", "content": text} for text in TALK])
+        assert all_chunk_texts(mem) and not any("Zebra" in text for text in all_chunk_texts(mem))
+    with Memory(tmp_path / "m", model=tiny_loaded) as reopened:  # the scrubbed state was committed
+        assert "Zebra" not in reopened.loaded.tokenizer.decode(reopened.ingestor.state.tail_ids)
+        assert not any("Zebra" in text for text in all_chunk_texts(reopened))
+
+
+def test_forget_of_older_chunks_keeps_the_tail(memory):
+    fill(memory)
+    state = memory.ingestor.state
+    before, position = list(state.tail_ids), state.stream.position
+    assert position > 4 * len(before)  # the first chunk's events lie far before the tail
+    oldest = min(hit.chunk_id for hit in memory.search("parcel", k=100))
+    memory.forget(chunk_ids=[oldest])
+    assert memory.ingestor.state.tail_ids == before and memory.ingestor.state.stream.position == position
