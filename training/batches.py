@@ -6,7 +6,7 @@ stream is the concatenation), which gives exact token spans for evidence without
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -22,6 +22,10 @@ class TokenExample:
     answer_start: int  # index of the first reply token
     evidence_chunks: list[int]  # chunk positions holding the evidence
     task: str
+    # self-distillation (issue 7): the evidence messages alone, then the same question and reply, for the
+    # base model to read with the evidence in its window; empty when the example has no evidence
+    teacher_ids: list[int] = field(default_factory=list)
+    teacher_answer_start: int = 0
 
 
 def tokenize_example(example, tokenizer, chunk_size: int = 64, question_index: int | None = None,
@@ -38,6 +42,7 @@ def tokenize_example(example, tokenizer, chunk_size: int = 64, question_index: i
     if question_index is None:
         question_index = (rng or random).randrange(len(example.questions))
     question = example.questions[question_index]
+    prompt_start = len(ids)
     ids.extend(tokenizer.encode(render_turn("user", question.text) + "<|im_start|>assistant\n",
                                 add_special_tokens=False).ids)
     answer_start = len(ids)
@@ -47,7 +52,15 @@ def tokenize_example(example, tokenizer, chunk_size: int = 64, question_index: i
     # the trailing newline after <|im_end|> is formatting, not answer
     labels[-1] = IGNORE
     evidence = sorted(evidence_chunks(example, question, spans, tokenizer, chunk_size))
-    return TokenExample(ids, labels, answer_start, evidence, example.task)
+    teacher = [t for m in example.messages if m.id in set(question.evidence_message_ids)
+               for t in ids[spans[m.id][0]:spans[m.id][1]]]
+    if teacher:
+        teacher.extend(ids[prompt_start:answer_start])  # the question turn and the reply header
+        teacher_answer_start = len(teacher)
+        teacher.extend(reply)
+    else:
+        teacher_answer_start = 0
+    return TokenExample(ids, labels, answer_start, evidence, example.task, teacher, teacher_answer_start)
 
 
 def evidence_chunks(example, question, spans, tokenizer, chunk_size: int) -> set[int]:
@@ -80,4 +93,22 @@ def collate(examples: list[TokenExample], length: int, pad_id: int) -> tuple[tor
         n = min(length, len(example.input_ids))
         inputs[row, :n] = torch.tensor(example.input_ids[:n])
         labels[row, :n] = torch.tensor(example.labels[:n])
+    return inputs, labels
+
+
+def collate_teacher(examples: list[TokenExample], pad_id: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The teacher sequences padded to the longest: (B, T) inputs and labels on their reply tokens
+    (exactly the student's reply labels, so position k of one reply matches position k of the other);
+    None when no example has one. Rows without evidence are all padding and IGNORE."""
+    if not any(e.teacher_ids for e in examples):
+        return None
+    length = max(len(e.teacher_ids) for e in examples)
+    inputs = torch.full((len(examples), length), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), length), IGNORE, dtype=torch.long)
+    for row, example in enumerate(examples):
+        if example.teacher_ids:
+            n = len(example.teacher_ids)
+            inputs[row, :n] = torch.tensor(example.teacher_ids)
+            reply = example.labels[example.answer_start:]
+            labels[row, example.teacher_answer_start:n] = torch.tensor(reply)
     return inputs, labels

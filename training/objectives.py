@@ -3,7 +3,9 @@
 Two terms (ASSETS.md's lessons): cross-entropy on the *whole* reply (not only the key digits, which
 broke the answer's format), and a KL term that keeps ordinary tokens close to the base model with
 full attention — the teacher — so fluency survives the sliding window and the new sink logits learn
-to stand in for the first-token attention sink.
+to stand in for the first-token attention sink. Then the router loss on evidence chunks, and
+self-distillation: on the reply, the base model reading the evidence in its own window teaches the
+retrofit, which has the same evidence only in distant memory.
 """
 from __future__ import annotations
 
@@ -108,3 +110,19 @@ def retrieval_loss(captures: list, evidence: list[list[int]], answer_starts: lis
     if not losses:
         return None, {}
     return torch.stack(losses).mean(), {"retrieval_top1": top1 / total, "retrieval_rows": total}
+
+
+def distill_loss(model: HSAForCausalLM, hidden: torch.Tensor, labels: torch.Tensor, teacher_hidden: torch.Tensor,
+                 teacher_labels: torch.Tensor) -> torch.Tensor | None:
+    """KL(teacher ‖ student) per reply token: the student reads the evidence from memory, the teacher (the
+    base with the evidence in its window) from context. Rows pair up by reply token order; a row whose
+    counts differ (a truncated sequence) is left out. None when no row pairs up."""
+    student_mask, teacher_mask = labels[:, 1:] != IGNORE, teacher_labels[:, 1:] != IGNORE
+    keep = (student_mask.sum(-1) == teacher_mask.sum(-1)) & teacher_mask.any(-1)
+    if not bool(keep.any()):
+        return None
+    student_mask, teacher_mask = student_mask & keep[:, None], teacher_mask & keep[:, None]
+    student = F.log_softmax(model.lm_head(hidden[:, :-1][student_mask]).float(), -1)
+    with torch.no_grad():
+        teacher = F.log_softmax(model.lm_head(teacher_hidden[:, :-1][teacher_mask]).float(), -1)
+    return F.kl_div(student, teacher, log_target=True, reduction="batchmean")

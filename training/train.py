@@ -24,9 +24,9 @@ from hsa_memory.model.loading import load_model
 from hsa_memory.model.memory import set_kernel_backend
 from hsa_memory.model.modeling import DecoderLayer, HSALayer, SelfAttention
 
-from .batches import collate
+from .batches import collate, collate_teacher
 from .evaluate import evaluate
-from .objectives import answer_loss, base_behaviour, kl_to_base, retrieval_loss
+from .objectives import answer_loss, base_behaviour, distill_loss, kl_to_base, retrieval_loss
 from .tasks import job_stream, make_token_example, parse_mix
 
 log = logging.getLogger("hsa_memory.training")
@@ -51,6 +51,8 @@ def parse_args(argv=None):
     p.add_argument("--window", type=int, default=None, help="SWA window while training (default: the config's)")
     p.add_argument("--kl-weight", type=float, default=0.5)
     p.add_argument("--kl-positions", type=int, default=64)
+    p.add_argument("--distill-weight", type=float, default=0.0,
+                   help="self-distillation on the reply: KL to the base reading the evidence in its window")
     p.add_argument("--mix", default="", help="task weights, e.g. s_niah:0.5,agent_memory:0.5")
     p.add_argument("--filler", default="corpora", choices=["corpora", "fallback"])
     p.add_argument("--workers", type=int, default=max(1, (mp.cpu_count() or 2) - 2))
@@ -209,6 +211,15 @@ def train(args) -> dict:
                     kl = kl_to_base(model, hidden, teacher, labels, args.kl_positions)
                     total = total + args.kl_weight * kl
                     stats["kl"] = kl.item()
+                taught = collate_teacher(examples, pad) if args.distill_weight > 0 else None
+                if taught is not None:
+                    teacher_inputs, teacher_labels = (t.to(device) for t in taught)
+                    with torch.no_grad(), base_behaviour(model):
+                        teacher_hidden = model.model(teacher_inputs, use_hsa=False)
+                    distill = distill_loss(model, hidden, labels, teacher_hidden, teacher_labels)
+                    if distill is not None:
+                        total = total + args.distill_weight * distill
+                        stats["distill"] = distill.item()
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0).item()
