@@ -264,8 +264,10 @@ class Memory:
         check_sampling(temperature, top_p, max_new_tokens)
         self._check_open()
         self._refresh()
-        state = self.ingestor.state
-        yield from self._asker().stream(question, list(state.tail_ids), state.stream.position,
+        with self._lock:  # appends hold it while they move the stream: tail and position must match
+            state = self.ingestor.state
+            tail, position = list(state.tail_ids), state.stream.position
+        yield from self._asker().stream(question, tail, position,
                                         answer if answer is not None else Answer(""),
                                         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                         seed=seed, citations=citations)
