@@ -47,6 +47,10 @@ def result_path(workdir: Path, system: str, size: int) -> Path:
     return workdir / "results" / f"{system}-{size}.json"
 
 
+def partial_path(workdir: Path, system: str, size: int, task: str) -> Path:
+    return workdir / "partial" / f"{system}-{size}-{task}.json"
+
+
 def peak_rss_mb() -> float:
     """Peak RSS of this process since it started (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -76,19 +80,28 @@ def run_worker(args: argparse.Namespace) -> None:
     """One system at one size, every workload; writes its result JSON."""
     import torch
 
+    import hsa_memory
     from compare_metrics import answer_match, exact_match, recall_at_k, token_f1
     from compare_systems import make_system
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     workdir, size = Path(args.workdir), args.worker_size
     folder = workdir / "state" / f"{args.worker}-{size}"
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    system = make_system(args.worker, folder, args.device, args.checkpoint)
+    system = make_system(args.worker, folder, args.device, args.checkpoint, args.top_k)
     load_seconds = time.perf_counter() - started
     rss_loaded = peak_rss_mb()
     reset = reset_peak_rss()
     workloads = []
     for task in args.workloads.split(","):
+        # a workload finished by an earlier (interrupted) worker is not run again
+        partial = partial_path(workdir, args.worker, size, task)
+        if partial.exists():
+            workloads.append({**json.loads(partial.read_text()), "resumed": True})
+            print(f"  {args.worker} {task} {size_label(size)}: done by an earlier worker", flush=True)
+            continue
         workload = Workload.load(workload_path(workdir, task, size))
         ingest_seconds = system.ingest(workload)
         print(f"  {args.worker} {task} {size_label(size)}: ingested {workload.tokens:,} tokens in "
@@ -111,12 +124,16 @@ def run_worker(args: argparse.Namespace) -> None:
                   f"{qa.answer!r} <- {prediction[:70]!r}", flush=True)
         workloads.append({"task": task, "tokens": workload.tokens, "seed": workload.seed,
                           "ingest_seconds": ingest_seconds, "state_bytes": system.state_bytes(),
-                          "dropped": getattr(system, "dropped", 0), "questions": questions})
+                          "dropped": getattr(system, "dropped", 0), "questions": questions,
+                          "peak_rss_mb": peak_rss_mb(), "loadavg": os.getloadavg()})
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps(workloads[-1], indent=1))
     system.close()
     result = {"system": args.worker, "size": size, "state_where": system.state_where, "workloads": workloads,
               "load_seconds": load_seconds, "rss_after_load_mb": rss_loaded, "peak_rss_mb": peak_rss_mb(),
               "peak_rss_after_load_mb": vm_hwm_mb() if reset else None,
               "trained_hsa_weights": getattr(system, "trained", None), "threads": torch.get_num_threads(),
+              "hsa_memory_from": str(Path(hsa_memory.__file__).parent),
               "loadavg_end": os.getloadavg()}
     path = result_path(workdir, args.worker, size)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,6 +162,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append(f"--device {args.device}")
     if args.max_new_tokens != 24:
         parts.append(f"--max-new-tokens {args.max_new_tokens}")
+    if args.threads:
+        parts.append(f"--threads {args.threads}")
     return " ".join(parts)
 
 
@@ -161,6 +180,7 @@ def main() -> None:
                         "whatever Memory loads, i.e. the bundled weights when they exist)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--workdir", default=None, help="keeps workloads, stores and per-run results")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: torch's default)")
     parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md and bench/compare_*.png")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-size", type=int, default=None, help=argparse.SUPPRESS)
@@ -180,12 +200,14 @@ def main() -> None:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="hsa-compare-"))
     print(f"workdir: {workdir}", flush=True)
     began = datetime.now(timezone.utc)
-    for size in sizes:
+
+    def ensure_workloads(size: int) -> None:
         for task in args.workloads.split(","):
             path = workload_path(workdir, task, size)
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 generate(task, size, args.questions, args.seed).save(path)
+
     rows = []
     for size in sizes:
         for system in systems:
@@ -194,6 +216,7 @@ def main() -> None:
                 rows.append({"system": system, "size": size, "skipped": "n/a: over the 8K window"})
                 continue
             if not path.exists():
+                ensure_workloads(size)  # only sizes that still have work: a finished size is not regenerated
                 started = time.perf_counter()
                 print(f"{system} @ {size_label(size)} …", flush=True)
                 cmd = [sys.executable, str(BENCH / "compare.py"), "--worker", system, "--worker-size", str(size),
@@ -201,6 +224,8 @@ def main() -> None:
                        "--max-new-tokens", str(args.max_new_tokens), "--device", args.device]
                 if args.checkpoint:
                     cmd += ["--checkpoint", args.checkpoint]
+                if args.threads:
+                    cmd += ["--threads", str(args.threads)]
                 subprocess.run(cmd, check=True)
                 print(f"{system} @ {size_label(size)} done in {time.perf_counter() - started:.0f} s", flush=True)
             rows.append(summarize(json.loads(path.read_text())))

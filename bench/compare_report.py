@@ -1,6 +1,6 @@
 """Per-(system, size) summaries of ``bench/compare.py`` runs: the markdown table, the plots, RESULTS.md.
 
-The section "Side-by-side (bench/compare.py)" of ``bench/RESULTS.md`` holds hand-written notes;
+The section "Side by side (bench/compare.py)" of ``bench/RESULTS.md`` holds hand-written notes;
 only the block between the BEGIN/END markers is rewritten by a run with ``--write``.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from statistics import mean
 from compare_metrics import percentile
 from compare_workloads import size_label
 
-SECTION = "## Side-by-side (bench/compare.py)"
+SECTION = "## Side by side (bench/compare.py)"
 BEGIN = "<!-- compare.py: generated table, begin -->"
 END = "<!-- compare.py: generated table, end -->"
 
@@ -78,15 +78,19 @@ def plot(rows: list[dict], folder: Path) -> list[Path]:
     systems = list(dict.fromkeys(r["system"] for r in done))
     sizes = sorted({r["size"] for r in done})
     paths = []
+    # one colour and marker per system in every panel (full-context has no recall line: a colour cycle
+    # per panel would give the next system its colour)
+    style = {system: {"color": f"C{i}", "marker": "osD^v<>"[i % 7]} for i, system in enumerate(systems)}
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for system in systems:
         mine = sorted((r for r in done if r["system"] == system), key=lambda r: r["size"])
         xs = [r["size"] for r in mine]
-        axes[0].plot(xs, [r["match"] for r in mine], marker="o", label=system)
+        axes[0].plot(xs, [r["match"] for r in mine], label=system, alpha=0.8, **style[system])
         if any(r["recall"] is not None for r in mine):
             axes[1].plot([r["size"] for r in mine if r["recall"] is not None],
-                         [r["recall"] for r in mine if r["recall"] is not None], marker="o", label=system)
+                         [r["recall"] for r in mine if r["recall"] is not None], label=system, alpha=0.8,
+                         **style[system])
     for ax, title in zip(axes, ("answer match", "evidence recall@K")):
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [size_label(s) for s in sizes])
@@ -95,6 +99,7 @@ def plot(rows: list[dict], folder: Path) -> list[Path]:
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8)
     fig.tight_layout()
     paths.append(folder / "compare_accuracy.png")
     fig.savefig(paths[-1], dpi=110)
@@ -104,8 +109,8 @@ def plot(rows: list[dict], folder: Path) -> list[Path]:
     for system in systems:
         mine = sorted((r for r in done if r["system"] == system), key=lambda r: r["size"])
         xs = [r["size"] for r in mine]
-        line, = ax.plot(xs, [r["p50"] for r in mine], marker="o", label=f"{system} p50")
-        ax.plot(xs, [r["p95"] for r in mine], marker="x", linestyle="--", color=line.get_color(), alpha=0.6)
+        ax.plot(xs, [r["p50"] for r in mine], label=f"{system} p50", **style[system])
+        ax.plot(xs, [r["p95"] for r in mine], marker="x", linestyle="--", color=style[system]["color"], alpha=0.6)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(sizes, [size_label(s) for s in sizes])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -56,11 +57,40 @@ def minilm_path() -> Path:
     return Path(spec.submodule_search_locations[0]) / "model"
 
 
+def import_hub_kernels() -> None:
+    """Put the real ``kernels`` package (Hugging Face's, which transformers imports when it is installed)
+    in ``sys.modules`` first: on the path of bench/ scripts and of pytest, bench/kernels.py and the
+    repository's own kernels/ folder would shadow it and break transformers' model loading."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        site = Path(distribution("kernels").locate_file("")).resolve()
+    except PackageNotFoundError:
+        return  # transformers then does not import it either
+    loaded = sys.modules.get("kernels")
+    if loaded is not None and site in Path(getattr(loaded, "__file__", "") or "/").resolve().parents:
+        return
+    sys.modules.pop("kernels", None)
+    saved = sys.path[:]
+
+    def shadows(entry: str) -> bool:
+        folder = Path(entry or ".").resolve()
+        return folder != site and ((folder / "kernels").is_dir() or (folder / "kernels.py").is_file())
+
+    sys.path[:] = [entry for entry in saved if not shadows(entry)]
+    try:
+        importlib.import_module("kernels")
+    finally:
+        sys.path[:] = saved
+
+
 class MiniLMEncoder:
     """Sentence embeddings as sentence-transformers computes them: mean pooling, then L2 norm."""
 
     def __init__(self, device: str = "cpu", max_length: int = 256):
         import torch
+
+        import_hub_kernels()
         from transformers import AutoModel, AutoTokenizer
 
         path = minilm_path()

@@ -43,14 +43,12 @@ class HsaMemorySystem:
     state_where = "disk"
 
     def __init__(self, folder: Path, device: str = "cpu", checkpoint: str | None = None, top_k: int = 8):
-        from hsa_memory.memory import default_dtype, resolve_device
+        from hsa_memory.memory import default_dtype, resolve_device, shared_model
         from hsa_memory.model.config import DEFAULT_PRESET
         from hsa_memory.model.loading import load_model
 
         self.folder = folder
         self.device = device
-        from hsa_memory.memory import shared_model
-
         dev = resolve_device(device)
         if checkpoint is not None:
             self.model = load_model(DEFAULT_PRESET, checkpoint=checkpoint, device=dev, dtype=default_dtype(dev))
@@ -96,14 +94,28 @@ class HsaMemorySystem:
             self.memory = None
 
 
+def excerpts(chunks: list[str], positions: list[int]) -> list[str]:
+    """The retrieved chunks in stream order (later facts read last), neighbours joined into one excerpt:
+    a 64-token cut can split a word or a number, and the reader should see it whole when both halves
+    were retrieved."""
+    runs: list[list[int]] = []
+    for position in sorted(set(positions)):
+        if runs and position == runs[-1][-1] + 1:
+            runs[-1].append(position)
+        else:
+            runs.append([position])
+    return ["".join(chunks[i] for i in run) for run in runs]
+
+
 class RagSystem:
     """A retriever over the shared chunks + the base SmolLM2 reading its top-K (in stream order)."""
 
     state_where = "disk"
 
-    def __init__(self, kind: str, folder: Path, device: str = "cpu"):
+    def __init__(self, kind: str, folder: Path, device: str = "cpu", top_k: int = 8):
         self.name = f"{kind}+reader"
         self.kind = kind
+        self.top_k = top_k
         self.folder = folder
         self.reader = load_base_reader(device)
         self.encoder = MiniLMEncoder(device) if kind == "dense" else None
@@ -120,9 +132,9 @@ class RagSystem:
     def retrieve(self, question: str, k: int) -> list[int]:
         return self.retriever.search(question, k)
 
-    def answer(self, question: str, max_new_tokens: int, k: int = 8) -> str:
-        top = sorted(self.retrieve(question, k))  # stream order: later facts read last
-        return rag_answer(self.reader, [self.chunks[i] for i in top], question, max_new_tokens)
+    def answer(self, question: str, max_new_tokens: int) -> str:
+        top = self.retrieve(question, self.top_k)
+        return rag_answer(self.reader, excerpts(self.chunks, top), question, max_new_tokens)
 
     def state_bytes(self) -> int:
         target = self.folder / self.name
@@ -167,12 +179,13 @@ class FullContextSystem:
         self.context = None
 
 
-def make_system(name: str, folder: Path, device: str = "cpu", checkpoint: str | None = None) -> System:
+def make_system(name: str, folder: Path, device: str = "cpu", checkpoint: str | None = None,
+                top_k: int = 8) -> System:
     torch.manual_seed(0)
     if name == "hsa-memory":
-        return HsaMemorySystem(folder, device, checkpoint)
+        return HsaMemorySystem(folder, device, checkpoint, top_k)
     if name in ("bm25+reader", "dense+reader"):
-        return RagSystem(name.split("+")[0], folder, device)
+        return RagSystem(name.split("+")[0], folder, device, top_k)
     if name == "full-context":
         return FullContextSystem(device)
     raise ValueError(f"unknown system {name!r}; choose from {list(SYSTEMS)}")

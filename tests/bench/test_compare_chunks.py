@@ -102,3 +102,11 @@ def test_full_context_keeps_the_most_recent_tokens(reader, monkeypatch):
     assert context.dropped == 900 - (500 - head)
     short = FullContext(reader, ids[:50], reserve=100)
     assert short.dropped == 0 and short.length == head + 50
+
+
+def test_rag_excerpts_join_neighbouring_chunks_in_stream_order():
+    from compare_systems import excerpts
+
+    chunks = ["a0 ", "b1 ", "the code is 189", "0852. ", "e4 ", "f5 "]
+    assert excerpts(chunks, [3, 0, 2, 5]) == ["a0 ", "the code is 1890852. ", "f5 "]
+    assert excerpts(chunks, [4]) == ["e4 "] and excerpts(chunks, []) == []

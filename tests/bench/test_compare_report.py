@@ -1,0 +1,59 @@
+"""The side-by-side report: summaries of worker results, the table, and RESULTS.md's section rewritten in place."""
+import pytest
+
+from compare_report import BEGIN, END, SECTION, markdown_table, summarize, write_results
+
+
+def question(match, recall, latency, em=0.0, f1=0.5):
+    return {"match": match, "recall": recall, "latency": latency, "em": em, "f1": f1}
+
+
+RESULT = {
+    "system": "bm25+reader", "size": 8192, "state_where": "disk", "peak_rss_mb": 900.0,
+    "peak_rss_after_load_mb": 120.0,
+    "workloads": [
+        {"task": "agent_memory", "tokens": 8000, "ingest_seconds": 2.0, "state_bytes": 40_000, "dropped": 0,
+         "questions": [question(1.0, 1.0, 1.0), question(0.0, 0.0, 3.0)]},
+        {"task": "niah", "tokens": 8400, "ingest_seconds": 2.1, "state_bytes": 42_000, "dropped": 0,
+         "questions": [question(1.0, 1.0, 2.0, em=1.0, f1=1.0), question(1.0, 1.0, 4.0)]},
+    ],
+}
+
+
+def test_summarize_pools_the_workloads():
+    row = summarize(RESULT)
+    assert row["n"] == 4 and row["tokens"] == 16_400
+    assert row["match"] == pytest.approx(0.75) and row["recall"] == pytest.approx(0.75)
+    assert row["em"] == pytest.approx(0.25) and row["f1"] == pytest.approx(0.625)
+    assert row["ingest_tps"] == pytest.approx(16_400 / 4.1)
+    assert row["p50"] == pytest.approx(2.5) and row["p95"] == pytest.approx(3.85)
+    assert row["bytes_per_token"] == pytest.approx(82_000 / 16_400)
+    assert row["per_task"]["agent_memory"]["match"] == 0.5 and row["per_task"]["niah"]["match"] == 1.0
+
+
+def test_summarize_without_retrieval_has_no_recall():
+    result = {**RESULT, "system": "full-context",
+              "workloads": [{**w, "questions": [{**q, "recall": None} for q in w["questions"]]}
+                            for w in RESULT["workloads"]]}
+    row = summarize(result)
+    assert row["recall"] is None and row["per_task"]["niah"]["recall"] is None
+    table = markdown_table([row, {"system": "full-context", "size": 65536, "skipped": "n/a: over the 8K window"}], 8)
+    lines = table.splitlines()
+    assert lines[0].count("|") == lines[1].count("|") == lines[2].count("|") == lines[3].count("|")
+    assert "| full-context | 8K | 16,400 | 4 | – |" in lines[2]
+    assert "64K" in lines[3] and "over the 8K window" in lines[3]
+
+
+def test_write_results_appends_then_replaces_only_its_block(tmp_path):
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# Benchmark results\n\n## Memory API (bench/api.py)\n\nother numbers\n")
+    write_results(path, "first table")
+    text = path.read_text()
+    assert text.index("## Memory API") < text.index(SECTION) < text.index(BEGIN) < text.index("first table")
+    # hand-written notes after the block survive a rerun, the other sections too
+    path.write_text(text + "\nNotes written by hand.\n")
+    write_results(path, "second table")
+    text = path.read_text()
+    assert "first table" not in text and "second table" in text and "Notes written by hand." in text
+    assert text.count(SECTION) == 1 and text.count(BEGIN) == 1 and text.count(END) == 1
+    assert "other numbers" in text and text.index("second table") < text.index("Notes written by hand.")
