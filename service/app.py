@@ -13,7 +13,7 @@ import hsa_memory
 from hsa_memory.errors import HsaMemoryError
 
 from .catalog import OwnedMemory, ServiceCatalog
-from .errors import ErrorMapper, InvalidRequest, ServiceError
+from .errors import CatchAll, ErrorMapper, InvalidRequest, ServiceError
 from .limits import AskSlots, BodyLimit, RateLimiter
 from .pool import MemoryPool, load_model
 from .routes import router
@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None, model=None) -> FastAPI:
                               "of it. Every request but `/v1/health` needs `Authorization: Bearer <API key>`.")
     app.state.service = state
     app.include_router(router)
-    for kind in (ServiceError, RequestValidationError, HTTPException, HsaMemoryError, Exception):
+    for kind in (ServiceError, RequestValidationError, HTTPException, HsaMemoryError):
         app.add_exception_handler(kind, state.mapper.handler)
 
     def body_limit(scope) -> int:
@@ -100,4 +100,5 @@ def create_app(settings: Settings | None = None, model=None) -> FastAPI:
         return settings.max_body_bytes
 
     app.add_middleware(BodyLimit, limit_for=body_limit)
+    app.add_middleware(CatchAll, mapper=state.mapper)
     return app

@@ -148,3 +148,34 @@ class ErrorMapper:
     async def handler(self, request: Request, exc: Exception) -> JSONResponse:
         status, body, headers = self.body(exc)
         return JSONResponse(body, status_code=status, headers=headers)
+
+
+class CatchAll:
+    """ASGI middleware: an unexpected exception becomes the JSON 500 here.
+
+    Registered as an ``Exception`` handler instead, Starlette (1.x) answers from its outermost
+    ServerErrorMiddleware and then re-raises, and uvicorn drops the connection before the client reads
+    the answer. Added last, so it wraps every other middleware (BodyLimit turns its own error into 413).
+    """
+
+    def __init__(self, app, mapper: ErrorMapper):
+        self.app = app
+        self.mapper = mapper
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracking_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:  # half an answer is on the wire: nothing sane can follow it
+                raise
+            status, body, headers = self.mapper.body(exc)
+            await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
