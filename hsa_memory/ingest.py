@@ -59,6 +59,7 @@ class Ingestor:
         self.store = store
         self.commit_every = commit_every
         self.block_tokens = block_tokens
+        self.generation = store.generation()
         self.cursor, blob = store.ingest_cursor()
         # the store's cursor when this state was loaded or last committed: another writer moving it
         # means our in-RAM state is stale and must be reloaded, never written back
@@ -186,8 +187,8 @@ class Ingestor:
         return len(pending)
 
     def is_current(self) -> bool:
-        """Whether no other writer committed since we loaded or committed (call under the writer lock)."""
-        return self.store.ingest_cursor()[0] == self.committed
+        """Whether no other writer committed or forgot since we loaded or committed (call under the writer lock)."""
+        return self.store.ingest_version() == (self.committed, self.generation)
 
     def flush(self) -> None:
         """Persist the open chunk and SWA state so the next open needs no re-encoding (writer lock held)."""

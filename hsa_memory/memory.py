@@ -248,6 +248,7 @@ class Memory:
                 # the recent tail and the open chunk may still hold forgotten tokens: scrub them too
                 if count:
                     self.ingestor.drop_forgotten(self.store.forgotten())
+                    self.ingestor.generation = self.store.generation()
                     self._recent.clear()
                 return count
 

@@ -245,6 +245,14 @@ class MemoryStore:
         with self._catalog.read() as conn:
             return int(conn.execute(CATALOG_TOKEN, {"mid": self._memory_id}).one().generation)
 
+    def ingest_version(self) -> tuple[int, int]:
+        """``(encoded_upto_seq, generation)`` without the ingest state's bytes: what a writer compares to
+        know whether its in-RAM ingest state is still the committed one (appends move the first, forgets
+        — which may scrub the state — the second)."""
+        with self._catalog.read() as conn:
+            row = conn.execute(select(M.encoded_upto_seq, M.generation).where(M.id == self._memory_id)).one()
+        return int(row.encoded_upto_seq), int(row.generation)
+
     def ingest_cursor(self) -> tuple[int, bytes]:
         """``(encoded_upto_seq, ingest_state)`` as last committed by ``add_chunks``; ``(0, b"")`` when new."""
         with self._catalog.read() as conn:

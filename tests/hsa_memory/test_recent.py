@@ -129,3 +129,22 @@ def test_forget_of_older_chunks_keeps_the_tail(memory):
     oldest = min(hit.chunk_id for hit in memory.search("parcel", k=100))
     memory.forget(chunk_ids=[oldest])
     assert memory.ingestor.state.tail_ids == before and memory.ingestor.state.stream.position == position
+
+
+def test_a_forget_by_another_writer_is_not_undone_by_our_next_append(tmp_path, tiny_loaded):
+    first = Memory(tmp_path / "m", model=tiny_loaded)
+    try:
+        fill(first)
+        first.append(SECRET, role="user", metadata={"tag": "secret"})
+        second = Memory(tmp_path / "m", model=tiny_loaded)  # loads the state with the secret in its tail
+        try:
+            assert "Zebra" in second.loaded.tokenizer.decode(second.ingestor.state.tail_ids)
+            first.forget(where={"tag": "secret"})
+            # the other writer's in-RAM state is stale now: its append must reload, not write it back
+            second.extend([{"role": "assistant", "content": text} for text in TALK])
+            assert "Zebra" not in second.loaded.tokenizer.decode(second.ingestor.state.tail_ids)
+            assert not any("Zebra" in text for text in all_chunk_texts(second))
+        finally:
+            second.close()
+    finally:
+        first.close()
