@@ -263,3 +263,27 @@ def test_memory_path_with_url_characters(tmp_path, tiny_loaded):
         mem.append("a message in an oddly named folder")
     with Memory(tmp_path / "odd %41 ?x #y", model=tiny_loaded) as mem:
         assert mem.stats()["last_seq"] == 1
+
+
+def test_bf16_on_the_cpu_ingests_asks_and_searches(tmp_path):
+    """dtype=bfloat16 off the GPU: the whole path runs, and it ranks like float32 for the same weights."""
+    import torch
+
+    from hsa_memory.model import get_preset
+    from hsa_memory.model.loading import load_model
+
+    rankings = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        torch.manual_seed(42)
+        loaded = load_model(get_preset("tiny"), checkpoint=None, dtype=dtype)
+        with torch.no_grad():
+            for index in loaded.model.config.hsa_layer_indices:
+                loaded.model.model.layers[index].o_proj.weight.normal_(0.0, 0.2)
+        with Memory(tmp_path / str(dtype), model=loaded) as mem:
+            fill(mem)
+            answer = mem.ask("Where does Anna live?", max_new_tokens=4)
+            assert answer.citations and all(0 < c.weight <= 1 for c in answer.citations)
+            hits = mem.search("Anna Lisbon", k=3)
+            assert hits and all(h.score == h.score for h in hits)  # no NaN
+            rankings[dtype] = [h.chunk_id for h in hits]
+    assert rankings[torch.bfloat16][0] in rankings[torch.float32]
