@@ -38,13 +38,11 @@ def heldout_sequences(length: int, count: int, filler: str = "corpora") -> list[
 
 
 @torch.no_grad()
-def mean_nll(model, sequence: list[int], device, skip: int) -> tuple[float, int]:
-    """Summed next-token NLL over positions ≥ ``skip`` (and how many)."""
+def token_nll(model, sequence: list[int], device) -> torch.Tensor:
+    """Next-token NLL at every position (length - 1 values)."""
     inputs = torch.tensor([sequence], device=device)
     logits = model(inputs).float()[0, :-1]
-    targets = inputs[0, 1:]
-    nll = F.cross_entropy(logits[skip:], targets[skip:], reduction="sum")
-    return nll.item(), targets[skip:].numel()
+    return F.cross_entropy(logits, inputs[0, 1:], reduction="none")
 
 
 def main(argv=None) -> None:
@@ -58,25 +56,32 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     model = load_model("hsa-smollm2-135m", checkpoint=args.checkpoint, device=args.device).model.eval()
     sequences = heldout_sequences(args.length, args.count, args.filler)
-    totals = {"base_full_attention": [0.0, 0], "retrofit_with_memory": [0.0, 0], "retrofit_memory_off": [0.0, 0]}
+    window = model.config.sliding_window or args.length
+    # positions below the window see the same tokens windowed or not: what differs there is the sinks
+    spans = {"all": (args.skip, args.length), f"before {window}": (args.skip, window), f"from {window}": (window, args.length)}
+    names = ("base_full_attention", "retrofit_with_memory", "retrofit_memory_off")
+    totals = {span: {name: [0.0, 0] for name in names} for span in spans}
     for sequence in sequences:
+        nll = {}
         with base_behaviour(model):
-            forward = lambda x: model.lm_head(model.model(x, use_hsa=False))  # noqa: E731
-            nll, n = mean_nll(forward, sequence, args.device, args.skip)
-        totals["base_full_attention"][0] += nll
-        totals["base_full_attention"][1] += n
+            nll["base_full_attention"] = token_nll(lambda x: model.lm_head(model.model(x, use_hsa=False)), sequence, args.device)
         for name, use_hsa in (("retrofit_with_memory", True), ("retrofit_memory_off", False)):
             forward = lambda x, u=use_hsa: model.lm_head(model.model(x, use_hsa=u))  # noqa: E731
-            nll, n = mean_nll(forward, sequence, args.device, args.skip)
-            totals[name][0] += nll
-            totals[name][1] += n
-    ppl = {name: math.exp(s / max(1, n)) for name, (s, n) in totals.items()}
-    base = ppl["base_full_attention"]
+            nll[name] = token_nll(forward, sequence, args.device)
+        for span, (lo, hi) in spans.items():
+            for name in names:
+                part = nll[name][lo:hi]
+                totals[span][name][0] += part.sum().item()
+                totals[span][name][1] += part.numel()
+    ppl = {span: {name: math.exp(s / max(1, n)) for name, (s, n) in by_name.items()} for span, by_name in totals.items()}
     print(json.dumps({"text": "Persuasion (held out)" if args.filler == "corpora" else "fallback",
                       "sequences": len(sequences), "length": args.length, "scored_from": args.skip,
-                      "perplexity": ppl, "ratio_to_base": {k: v / base for k, v in ppl.items()},
+                      "perplexity": ppl["all"], "ratio_to_base": {k: v / ppl["all"]["base_full_attention"]
+                                                                 for k, v in ppl["all"].items()},
+                      "by_position": {span: {k: round(v / by_name["base_full_attention"], 4) for k, v in by_name.items()}
+                                      for span, by_name in ppl.items()},
+                      "by_position_perplexity": ppl,
                       "target": "retrofit_with_memory within 1.05x of base_full_attention"}, indent=1))
-
 
 if __name__ == "__main__":
     main()
