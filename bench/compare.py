@@ -125,13 +125,17 @@ def run_worker(args: argparse.Namespace) -> None:
         workloads.append({"task": task, "tokens": workload.tokens, "seed": workload.seed,
                           "ingest_seconds": ingest_seconds, "state_bytes": system.state_bytes(),
                           "dropped": getattr(system, "dropped", 0), "questions": questions,
-                          "peak_rss_mb": peak_rss_mb(), "loadavg": os.getloadavg()})
+                          "peak_rss_mb": peak_rss_mb(), "peak_rss_after_load_mb": vm_hwm_mb() if reset else None,
+                          "loadavg": os.getloadavg()})
         partial.parent.mkdir(parents=True, exist_ok=True)
         partial.write_text(json.dumps(workloads[-1], indent=1))
     system.close()
     result = {"system": args.worker, "size": size, "state_where": system.state_where, "workloads": workloads,
-              "load_seconds": load_seconds, "rss_after_load_mb": rss_loaded, "peak_rss_mb": peak_rss_mb(),
-              "peak_rss_after_load_mb": vm_hwm_mb() if reset else None,
+              "load_seconds": load_seconds, "rss_after_load_mb": rss_loaded,
+              # a resumed workload's peak is its own worker's, kept in its partial result
+              "peak_rss_mb": max([peak_rss_mb()] + [w.get("peak_rss_mb", 0) for w in workloads]),
+              "peak_rss_after_load_mb": max([vm_hwm_mb() or 0] + [w.get("peak_rss_after_load_mb") or 0
+                                                                  for w in workloads]) if reset else None,
               "trained_hsa_weights": getattr(system, "trained", None), "threads": torch.get_num_threads(),
               "hsa_memory_from": str(Path(hsa_memory.__file__).parent),
               "loadavg_end": os.getloadavg()}
@@ -189,7 +193,7 @@ def main() -> None:
         run_worker(args)
         return
 
-    from compare_report import markdown_table, plot, summarize, write_results
+    from compare_report import markdown_table, plot, rescore, summarize, write_results
     from compare_workloads import generate
 
     sizes = [parse_size(s) for s in args.sizes.split(",")]
@@ -228,7 +232,7 @@ def main() -> None:
                     cmd += ["--threads", str(args.threads)]
                 subprocess.run(cmd, check=True)
                 print(f"{system} @ {size_label(size)} done in {time.perf_counter() - started:.0f} s", flush=True)
-            rows.append(summarize(json.loads(path.read_text())))
+            rows.append(summarize(rescore(json.loads(path.read_text()))))
     table = markdown_table(rows, args.top_k)
     print(table)
     summary = {"command": command_line(args), "machine": machine(), "date": f"{began:%Y-%m-%d %H:%M} UTC",
@@ -238,7 +242,7 @@ def main() -> None:
         for png in plot(rows, BENCH):
             print(f"wrote {png}")
         results = sorted((workdir / "results").glob("*.json"))
-        merged = [json.loads(p.read_text()) for p in results]
+        merged = [rescore(json.loads(p.read_text())) for p in results]
         (BENCH / "compare_results.json").write_text(json.dumps({**summary, "runs": merged}, indent=1))
         block = (f"`{summary['command']}` — {summary['machine']}; {summary['date']} "
                  f"(load average at the end {os.getloadavg()[0]:.1f}).\n\n{table}\n\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import string
+import unicodedata
 from collections import Counter
 from typing import Iterable, Sequence
 
@@ -18,7 +19,8 @@ _PUNCT = str.maketrans({c: " " for c in string.punctuation})
 
 
 def normalize(text: str) -> str:
-    """Lower case, punctuation to spaces, articles dropped, whitespace collapsed."""
+    """Lower case, accents folded ("São" = "Sao"), punctuation to spaces, articles dropped, whitespace collapsed."""
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     text = text.lower().translate(_PUNCT)
     return " ".join(_ARTICLES.sub(" ", text).split())
 

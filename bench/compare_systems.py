@@ -52,10 +52,11 @@ class HsaMemorySystem:
         dev = resolve_device(device)
         if checkpoint is not None:
             self.model = load_model(DEFAULT_PRESET, checkpoint=checkpoint, device=dev, dtype=default_dtype(dev))
+            self.trained = self.model.trained
         else:
             # what Memory(path) loads by default (bundled weights when they exist), loaded now so the
             # load is not timed as ingest
-            shared_model(DEFAULT_PRESET, dev, default_dtype(dev))
+            self.trained = shared_model(DEFAULT_PRESET, dev, default_dtype(dev)).trained
             self.model = DEFAULT_PRESET
         self.memory = None
         self.top_k = top_k
@@ -64,9 +65,10 @@ class HsaMemorySystem:
         from hsa_memory import Memory
 
         self.close()
-        path = self.folder / "memory"
-        shutil.rmtree(path, ignore_errors=True)
-        self.memory = Memory(path, model=self.model, device=self.device)
+        # one folder per workload: two workers may ingest a size's workloads side by side
+        self.path = self.folder / f"memory-{workload.task}"
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.memory = Memory(self.path, model=self.model, device=self.device)
         self.trained = self.memory.loaded.trained
         batch = [{"role": m["role"], "content": m["content"], "time": m["time"]} for m in workload.messages]
         started = time.perf_counter()
@@ -84,7 +86,7 @@ class HsaMemorySystem:
 
     def state_bytes(self) -> int:
         self.memory.close()
-        size = folder_bytes(self.folder / "memory")
+        size = folder_bytes(self.path)
         self.memory = None
         return size
 

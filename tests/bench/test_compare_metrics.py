@@ -10,6 +10,11 @@ def test_normalize_drops_case_punctuation_and_articles():
     assert normalize("The  Code is: R-18592!") == "code is r 18592"
 
 
+def test_accents_are_folded():
+    assert normalize("São Paulo, Zürich") == "sao paulo zurich"
+    assert answer_match("You live in Sao Paulo.", "São Paulo") == 1.0
+
+
 def test_exact_match():
     assert exact_match("  Lisbon. ", "lisbon") == 1.0
     assert exact_match("Anna lives in Lisbon.", "Lisbon") == 0.0

@@ -4,8 +4,9 @@ import pytest
 from compare_report import BEGIN, END, SECTION, markdown_table, summarize, write_results
 
 
-def question(match, recall, latency, em=0.0, f1=0.5):
-    return {"match": match, "recall": recall, "latency": latency, "em": em, "f1": f1}
+def question(match, recall, latency, em=0.0, f1=0.5, retrieved=(3, 7), evidence=(7,)):
+    return {"match": match, "recall": recall, "latency": latency, "em": em, "f1": f1,
+            "retrieved": None if retrieved is None else list(retrieved), "evidence": list(evidence)}
 
 
 RESULT = {
@@ -15,7 +16,7 @@ RESULT = {
         {"task": "agent_memory", "tokens": 8000, "ingest_seconds": 2.0, "state_bytes": 40_000, "dropped": 0,
          "questions": [question(1.0, 1.0, 1.0), question(0.0, 0.0, 3.0)]},
         {"task": "niah", "tokens": 8400, "ingest_seconds": 2.1, "state_bytes": 42_000, "dropped": 0,
-         "questions": [question(1.0, 1.0, 2.0, em=1.0, f1=1.0), question(1.0, 1.0, 4.0)]},
+         "questions": [question(1.0, 1.0, 2.0, em=1.0, f1=1.0, retrieved=(7, 3)), question(1.0, 1.0, 4.0)]},
     ],
 }
 
@@ -24,6 +25,7 @@ def test_summarize_pools_the_workloads():
     row = summarize(RESULT)
     assert row["n"] == 4 and row["tokens"] == 16_400
     assert row["match"] == pytest.approx(0.75) and row["recall"] == pytest.approx(0.75)
+    assert row["recall1"] == pytest.approx(0.25)  # only one question has its evidence first
     assert row["em"] == pytest.approx(0.25) and row["f1"] == pytest.approx(0.625)
     assert row["ingest_tps"] == pytest.approx(16_400 / 4.1)
     assert row["p50"] == pytest.approx(2.5) and row["p95"] == pytest.approx(3.85)
@@ -35,12 +37,14 @@ def test_summarize_without_retrieval_has_no_recall():
     result = {**RESULT, "system": "full-context",
               "workloads": [{**w, "questions": [{**q, "recall": None} for q in w["questions"]]}
                             for w in RESULT["workloads"]]}
+    result["workloads"] = [{**w, "questions": [{**q, "retrieved": None} for q in w["questions"]]}
+                           for w in result["workloads"]]
     row = summarize(result)
-    assert row["recall"] is None and row["per_task"]["niah"]["recall"] is None
+    assert row["recall"] is None and row["recall1"] is None and row["per_task"]["niah"]["recall"] is None
     table = markdown_table([row, {"system": "full-context", "size": 65536, "skipped": "n/a: over the 8K window"}], 8)
     lines = table.splitlines()
     assert lines[0].count("|") == lines[1].count("|") == lines[2].count("|") == lines[3].count("|")
-    assert "| full-context | 8K | 16,400 | 4 | – |" in lines[2]
+    assert "| full-context | 8K | 16,400 | 4 | – | – |" in lines[2]
     assert "64K" in lines[3] and "over the 8K window" in lines[3]
 
 
@@ -57,3 +61,12 @@ def test_write_results_appends_then_replaces_only_its_block(tmp_path):
     assert "first table" not in text and "second table" in text and "Notes written by hand." in text
     assert text.count(SECTION) == 1 and text.count(BEGIN) == 1 and text.count(END) == 1
     assert "other numbers" in text and text.index("second table") < text.index("Notes written by hand.")
+
+
+def test_rescore_recomputes_answer_metrics_from_predictions():
+    from compare_report import rescore
+
+    result = {"workloads": [{"questions": [{"prediction": "You live in Sao Paulo.", "answer": "São Paulo",
+                                            "em": 0.0, "match": 0.0, "f1": 0.0}]}]}
+    q = rescore(result)["workloads"][0]["questions"][0]
+    assert q["match"] == 1.0 and q["em"] == 0.0 and q["f1"] == pytest.approx(4 / 7)  # 2 of 5 words, 2 of 2
