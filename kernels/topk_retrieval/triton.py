@@ -44,18 +44,20 @@ MAX_SPLITS = 128
 DECODE_MAX_QUERIES = 16
 # the merge sorts K lists of K keys in one program: above K = 64 that stops fitting, so larger K scan
 DECODE_MAX_TOPK = 64
-DECODE_PROGRAMS_PER_SM = 8
+# 4, not 8: on the H200 at 16M tokens, 4 tiles of 128 landmarks per slice (512 slices) took 64 µs against
+# 78 µs for 2 tiles (1,024 slices: the merge gathers more) and 74 µs for 8 (bench/RESULTS.md, "Kernels")
+DECODE_PROGRAMS_PER_SM = 4
 DECODE_MAX_SLICES = 4096
-# The decode path has passed the CPU interpreter's tests but has not yet run on a GPU (bench/RESULTS.md,
-# "Kernels"): on CUDA it stays opt-in (HSA_TOPK_DECODE=1) until a GPU run confirms it; the streaming
-# scan, which did pass on the H100, serves decode meanwhile. HSA_TOPK_DECODE=0 turns it off everywhere.
+# The decode path ran on an H200 on 2026-12-05 (its tests vs the reference pass there, bench/RESULTS.md
+# "Kernels"), so it serves at most 16 queries everywhere; HSA_TOPK_DECODE=0 turns it off (the streaming
+# scan then serves decode too), HSA_TOPK_DECODE=1 forces it on.
 DECODE_SWITCH = os.environ.get("HSA_TOPK_DECODE", "auto")
 
 
 def decode_path_enabled(device: torch.device) -> bool:
     if DECODE_SWITCH in ("0", "1"):
         return DECODE_SWITCH == "1"
-    return device.type != "cuda"
+    return True
 
 
 @triton.jit
