@@ -108,8 +108,8 @@ def table(rows: list[dict], lengths: list[int], depths: list[float]) -> str:
     s = [r for r in rows if r["task"] == "s_niah"]
     if s:
         lines += ["S-NIAH exact (cited) by depth; last columns over all depths",
-                  "| length | " + " | ".join(f"depth {d:g}" for d in depths) + " | all: exact | cited | far share | exact (far) |",
-                  "|---:|" + "---:|" * (len(depths) + 4)]
+                  "| length | " + " | ".join(f"depth {d:g}" for d in depths) + " | all: n | exact | cited | far share | exact (far) |",
+                  "|---:|" + "---:|" * (len(depths) + 5)]
         for length in lengths:
             cells = []
             for d in depths:
@@ -117,7 +117,7 @@ def table(rows: list[dict], lengths: list[int], depths: list[float]) -> str:
                 cells.append(f"{summarise(cell)['exact']:.2f} ({summarise(cell)['cited']:.2f})" if cell else "–")
             everything = summarise([r for r in s if r["length"] == length])
             far = "–" if everything["exact_far"] is None else f"{everything['exact_far']:.2f}"
-            lines.append(f"| {length:,} | " + " | ".join(cells) + f" | {everything['exact']:.2f} | "
+            lines.append(f"| {length:,} | " + " | ".join(cells) + f" | {everything['n']} | {everything['exact']:.2f} | "
                          f"{everything['cited']:.2f} | {everything['far_share']:.2f} | {far} |")
     for task in ("mq_niah", "vt"):
         t = [r for r in rows if r["task"] == task]

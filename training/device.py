@@ -4,7 +4,9 @@ Here:   python -m hsa_memory.training.device split            # .parts/gguf.0 �
         python -m hsa_memory.training.device pack-corpora     # .parts/corpora.tar.zst
 There:  bash training/device_env.sh                           # see that script: joins parts, sets PYTHONPATH
 Each device call carries at most 64 MiB (working tree included), so parts are ≤ 25 MB and two
-travel per call; the machine keeps files outside the repo for ~30 s between calls.
+travel per call; the machine keeps files outside the repo for ~30 s between calls. ``split --zstd``
+compresses first (98.4 → 89.9 MB for the Q4_1 GGUF): with a ~20 MB working tree that is the difference
+between two calls and three.
 """
 from __future__ import annotations
 
@@ -21,17 +23,27 @@ from hsa_memory.model.weights import file_sha256 as sha256
 PART_BYTES = 25 * 1000 * 1000
 
 
-def split(source: Path, dest: Path, part_bytes: int = PART_BYTES) -> dict:
+def split(source: Path, dest: Path, part_bytes: int = PART_BYTES, compress: bool = False) -> dict:
     dest.mkdir(parents=True, exist_ok=True)
     parts = []
-    with open(source, "rb") as handle:
+    payload = source
+    if compress:
+        import zstandard
+
+        payload = dest / (source.name + ".zst")
+        with open(source, "rb") as raw, open(payload, "wb") as out:
+            zstandard.ZstdCompressor(level=19, threads=-1).copy_stream(raw, out)
+    with open(payload, "rb") as handle:
         index = 0
         while block := handle.read(part_bytes):
             name = f"gguf.{index}"
             (dest / name).write_bytes(block)
             parts.append({"name": name, "bytes": len(block), "sha256": hashlib.sha256(block).hexdigest()})
             index += 1
-    manifest = {"file": source.name, "bytes": source.stat().st_size, "sha256": sha256(source), "parts": parts}
+    if compress:
+        payload.unlink()
+    manifest = {"file": source.name, "bytes": source.stat().st_size, "sha256": sha256(source), "parts": parts,
+                "compression": "zstd" if compress else None}
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 
@@ -47,11 +59,19 @@ def join(parts_dir: Path, site: Path) -> Path:
         return target
     partial = target.with_suffix(".partial")
     with open(partial, "wb") as out:
+        writer = out
+        if manifest.get("compression") == "zstd":
+            import zstandard
+
+            writer = zstandard.ZstdDecompressor().stream_writer(out, closefd=False)
         for part in manifest["parts"]:
             data = (parts_dir / part["name"]).read_bytes()
             if hashlib.sha256(data).hexdigest() != part["sha256"]:
                 raise SystemExit(f"part {part['name']} is damaged or missing; send it again")
-            out.write(data)
+            writer.write(data)
+        if writer is not out:
+            writer.flush()
+            writer.close()
     if sha256(partial) != manifest["sha256"]:
         raise SystemExit("joined file does not match the manifest's sha256")
     os.replace(partial, target)
@@ -92,6 +112,8 @@ def main(argv=None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("split")
     s.add_argument("--dest", type=Path, default=Path(".parts"))
+    s.add_argument("--part-mb", type=float, default=PART_BYTES / 1e6, help="part size in MB")
+    s.add_argument("--zstd", action="store_true", help="compress before splitting (fewer parts)")
     j = sub.add_parser("join")
     j.add_argument("--parts", type=Path, required=True)
     j.add_argument("--site", type=Path, required=True)
@@ -104,7 +126,7 @@ def main(argv=None) -> None:
     if args.command == "split":
         from hsa_memory.model.weights import find_default_gguf
 
-        print(json.dumps(split(find_default_gguf(), args.dest), indent=2))
+        print(json.dumps(split(find_default_gguf(), args.dest, int(args.part_mb * 1e6), args.zstd), indent=2))
     elif args.command == "join":
         print(join(args.parts, args.site))
     elif args.command == "pack-corpora":

@@ -89,3 +89,34 @@ def evaluate(model, task: str, length: int, count: int = 32, seed: int = 10_000_
             "n_retrievable": n_vis, "evidence_recall": recall / max(1, n_vis),
             "evidence_top1": top1 / max(1, n_vis), "evidence_in_topk": in_topk / max(1, n_vis),
             "n_far": n_far, "evidence_recall_far": recall_far / max(1, n_far), "exact_far": exact_far / max(1, n_far)}
+
+
+def main(argv=None) -> None:
+    """Held-out evaluation of a checkpoint from the command line (the same numbers train.py logs at its end):
+
+        python -m hsa_memory.training.evaluate --checkpoint run9.safetensors --eval agent_memory:8192,s_niah:8192
+    """
+    import argparse
+    import json
+
+    from hsa_memory.model.loading import load_model
+
+    p = argparse.ArgumentParser(description="held-out evaluation of HSA weights (teacher-forced exact match, routing)")
+    p.add_argument("--checkpoint", default="bundled", help="HSA weights (default: the shipped ones)")
+    p.add_argument("--eval", default="s_niah:8192,agent_memory:8192", help="task:length pairs")
+    p.add_argument("--count", type=int, default=16)
+    p.add_argument("--filler", default="corpora", choices=["corpora", "fallback"])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model("hsa-smollm2-135m", checkpoint=args.checkpoint, device=args.device).model.eval()
+    for item in filter(None, args.eval.split(",")):
+        task, _, length = item.partition(":")
+        result = evaluate(model, task, int(length), count=args.count, filler=args.filler)
+        print(json.dumps({"checkpoint": str(args.checkpoint), **result}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Session 4 on the GPU machine (training/LOG.md): run 9 in the background (setsid: it outlives this call
+# while the machine stays warm), and beside it two jobs whose results do not depend on timing:
+# bench/niah.py with the shipped run-8 weights at lengths the CPU cannot reach, and the memories
+# bench/api.py measures later (built now, asked with --measure-only once training is done).
+# Usage (repo root, after `source training/device_env.sh`): bash training/device_run9.sh start|wait|collect
+set -u
+REPO=${REPO:-$(pwd)}
+RUN=/root/run9
+case "$1" in
+start)
+  mkdir -p $RUN /root/api
+  cd /tmp
+  setsid nohup python3 -m hsa_memory.training.train --resume $REPO/model/assets/hsa-smollm2-135m.safetensors \
+    --out $RUN --backend triton --steps 600 --seq-len 4096 --batch 16 --lr 5e-4 --warmup-steps 10 \
+    --encoder-lr-scale 0.1 --retrieval-weight 0.3 --kl-weight 0.5 --kl-positions 256 --distill-weight 0.2 \
+    --mix agent_memory:0.6,s_niah:0.15,mq_niah:0.15,variable_tracking:0.1 --checkpointing --workers 11 \
+    --time-budget ${BUDGET:-720} --save-every 25 \
+    --eval s_niah:8192,agent_memory:8192,mq_niah:8192,agent_memory:2048 > $RUN/train.log 2>&1 < /dev/null &
+  setsid nohup python3 $REPO/bench/niah.py --device cuda --lengths 16K,64K,256K --depths 0,0.25,0.5,0.75,1 \
+    --count 1 --tasks s_niah,mq_niah,vt --json /root/niah.json > /root/niah.log 2>&1 < /dev/null &
+  setsid nohup python3 $REPO/bench/api.py --device cuda --sizes 100K,1M,16M --real-upto 100K --asks 1 \
+    --workdir /root/api > /root/api-build.log 2>&1 < /dev/null &
+  ;;
+wait)  # until training has written its summary (or the given seconds pass)
+  end=$((SECONDS + ${2:-500}))
+  while [ $SECONDS -lt $end ] && ! grep -q '"eval"' $RUN/train.log 2>/dev/null; do sleep 5; done
+  ;;
+collect)
+  tail -n 12 $RUN/train.log; tail -n 4 /root/niah.log /root/api-build.log
+  nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader
+  cp $RUN/checkpoint.safetensors $RUN/metrics.jsonl $RUN/train.log /root/niah.json /root/niah.log \
+     /root/api-build.log "$OUT"/ 2>/dev/null
+  [ -f $RUN/eval.jsonl ] && cp $RUN/eval.jsonl "$OUT"/
+  ;;
+esac
+exit 0
