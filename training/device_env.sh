@@ -11,6 +11,12 @@ fi
 for f in "$REPO"/hsa_memory/*; do ln -sfn "$f" /tmp/pkg/hsa_memory/; done
 for part in model kernels store integrations cli service training; do ln -sfn "$REPO/$part" /tmp/pkg/hsa_memory/$part; done
 export PYTHONPATH=/tmp/pkg:/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+# the GPU image has torch/triton/safetensors/tokenizers but not these: carry their wheels in .whl/
+# (session 4 lost a whole 8-minute call to a missing zstandard: say so before anything starts)
+missing=$(python3 -c "
+import importlib.util as u
+print(' '.join(m for m in ('gguf', 'zstandard', 'sqlalchemy') if u.find_spec(m) is None))")
+if [ -n "$missing" ]; then echo "DEVICE_ENV: missing packages: $missing (pip download their wheels into .whl/)"; fi
 # collect any carried parts, then join when all are present
 if [ -d .parts ]; then cp -n .parts/*/* ~/hsa-parts/ 2>/dev/null || true; fi
 if [ -f ~/hsa-parts/manifest.json ]; then

@@ -3,7 +3,9 @@
 # while the machine stays warm), and beside it two jobs whose results do not depend on timing:
 # bench/niah.py with the shipped run-8 weights at lengths the CPU cannot reach, and the memories
 # bench/api.py measures later (built now, asked with --measure-only once training is done).
-# Usage (repo root, after `source training/device_env.sh`): bash training/device_run9.sh start|wait|collect
+# Usage (repo root, after `source training/device_env.sh`): bash training/device_run9.sh start|check|wait|collect
+# Wheels to carry in .whl/ (the image lacks them): gguf, zstandard (cp312), sqlalchemy (+ greenlet cp312).
+# Always `check` right after `start`: a job that died at import must not be slept on.
 set -u
 REPO=${REPO:-$(pwd)}
 RUN=/root/run9
@@ -21,6 +23,13 @@ start)
     --count 1 --tasks s_niah,mq_niah,vt --json /root/niah.json > /root/niah.log 2>&1 < /dev/null &
   setsid nohup python3 $REPO/bench/api.py --device cuda --sizes 100K,1M,16M --real-upto 100K --asks 1 \
     --workdir /root/api > /root/api-build.log 2>&1 < /dev/null &
+  ;;
+check)  # 90 s after start: each job must still be running and training must have logged a step
+  sleep ${2:-90}
+  for log in $RUN/train.log /root/niah.log /root/api-build.log; do
+    if grep -q "Traceback" $log 2>/dev/null; then echo "FAILED: $log"; tail -n 5 $log; fi
+  done
+  grep -q "step 0 " $RUN/train.log || { echo "training has not started"; tail -n 20 $RUN/train.log; exit 1; }
   ;;
 wait)  # until training has written its summary (or the given seconds pass)
   end=$((SECONDS + ${2:-500}))
