@@ -71,10 +71,14 @@ class KVCache:
         self.values: torch.Tensor | None = None
 
     def update(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append new keys/values; return everything the new queries may attend to."""
+        """Append new keys/values; return everything the new queries may attend to.
+
+        Held keys/values follow the new ones' device and dtype: a cache restored from disk (CPU tensors)
+        may continue on a model that runs on a GPU.
+        """
         if self.keys is not None:
-            keys = torch.cat([self.keys.to(keys.dtype), keys], dim=1)
-            values = torch.cat([self.values.to(values.dtype), values], dim=1)
+            keys = torch.cat([self.keys.to(device=keys.device, dtype=keys.dtype), keys], dim=1)
+            values = torch.cat([self.values.to(device=values.device, dtype=values.dtype), values], dim=1)
         keep = keys.shape[1] if self.window is None else min(keys.shape[1], self.window - 1)
         self.keys = keys[:, keys.shape[1] - keep:]
         self.values = values[:, values.shape[1] - keep:]

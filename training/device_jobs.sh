@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Background jobs on the GPU machine (training/LOG.md, sessions 4-5): a training run (setsid: it outlives
+# the call while the machine stays warm), and beside it two jobs whose results do not depend on timing:
+# bench/niah.py with the shipped weights at lengths the CPU cannot reach, and the memories bench/api.py
+# measures later (built now, asked with --measure-only once training is done and the GPU is quiet).
+# Usage (repo root, after `source training/device_env.sh`):
+#   RUN=run10 SEED=10 BUDGET=840 bash training/device_jobs.sh start|check|wait|collect|measure
+# Wheels to carry in .whl/ (the image lacks them): gguf, zstandard (cp312), sqlalchemy (cp312).
+# Always `check` right after `start`: a job that died at import must not be slept on.
+set -u
+REPO=${REPO:-$(pwd)}
+RUN=/root/${RUN:-run10}
+RESUME=${RESUME:-$REPO/model/assets/hsa-smollm2-135m.safetensors}
+collect() {
+  tail -n 12 $RUN/train.log; tail -n 4 /root/niah.log /root/api-build.log
+  nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader
+  cp $RUN/checkpoint.safetensors $RUN/metrics.jsonl $RUN/train.log /root/niah.json /root/niah.log \
+     /root/api-build.log "$OUT"/ 2>/dev/null
+  [ -f $RUN/eval.jsonl ] && cp $RUN/eval.jsonl "$OUT"/
+  return 0
+}
+case "$1" in
+start)
+  mkdir -p $RUN /root/api
+  cd /tmp
+  setsid nohup python3 -m hsa_memory.training.train --resume $RESUME --seed ${SEED:-10} \
+    --out $RUN --backend triton --steps ${STEPS:-2000} --seq-len 4096 --batch 16 --lr 5e-4 --warmup-steps 10 \
+    --encoder-lr-scale 0.1 --retrieval-weight 0.3 --kl-weight 0.5 --kl-positions 256 --distill-weight 0.2 \
+    --mix agent_memory:0.6,s_niah:0.15,mq_niah:0.15,variable_tracking:0.1 --checkpointing --workers 10 \
+    --time-budget ${BUDGET:-720} --save-every 25 \
+    --eval s_niah:8192,agent_memory:8192,mq_niah:8192,agent_memory:2048 > $RUN/train.log 2>&1 < /dev/null &
+  setsid nohup python3 $REPO/bench/niah.py --device cuda --lengths 16K,64K,256K --depths 0,0.25,0.5,0.75,1 \
+    --count 1 --tasks s_niah,mq_niah,vt --json /root/niah.json > /root/niah.log 2>&1 < /dev/null &
+  setsid nohup python3 $REPO/bench/api.py --device cuda --sizes 100K,1M,16M --real-upto 100K --asks 1 \
+    --workdir /root/api > /root/api-build.log 2>&1 < /dev/null &
+  ;;
+check)  # 90 s after start: each job must still be running and training must have logged a step
+  sleep ${2:-90}
+  for log in $RUN/train.log /root/niah.log /root/api-build.log; do
+    if grep -q "Traceback" $log 2>/dev/null; then echo "FAILED: $log"; tail -n 5 $log; fi
+  done
+  grep -q "step 0 " $RUN/train.log || { echo "training has not started"; tail -n 20 $RUN/train.log; exit 1; }
+  ;;
+wait)  # until training has written its summary (or the given seconds pass), then collect:
+  # session 5 lost a 12-minute run when the machine was taken back mid-call, so every call brings back
+  # what exists so far (a checkpoint is written every --save-every steps)
+  end=$((SECONDS + ${2:-500}))
+  while [ $SECONDS -lt $end ] && ! grep -q '"eval"' $RUN/train.log 2>/dev/null; do sleep 5; done
+  collect
+  ;;
+collect)
+  collect
+  ;;
+measure)  # the memories built by `start`, asked on a quiet GPU
+  cd /tmp && python3 $REPO/bench/api.py --device cuda --sizes 100K,1M,16M --real-upto 100K --asks ${ASKS:-6} \
+    --workdir /root/api --measure-only --json "$OUT"/api.json 2>&1 | tail -n 40
+  ;;
+esac
+exit 0
