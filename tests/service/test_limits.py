@@ -15,6 +15,7 @@ import time
 import httpx
 import pytest
 
+from hsa_memory import Memory
 from hsa_memory.service.errors import RateLimited
 from hsa_memory.service.limits import RateLimiter
 
@@ -94,12 +95,21 @@ def test_rate_limit_per_key(tmp_path, tiny_loaded):
         assert client.get("/v1/memories", headers=bearer(svc.key_b)).status_code == 200
 
 
-def test_concurrent_asks_past_the_limit_get_503(small):
+def test_concurrent_asks_past_the_limit_get_503(small, monkeypatch):
     base = f"/v1/memories/{small.memory_id}"
     with small.client(small.service.key_a) as client:
         client.post(f"{base}/messages", json={"text": "Some text to read. " * 10}).raise_for_status()
-    first_piece = threading.Event()
+    first_piece, release = threading.Event(), threading.Event()
     done = {}
+    real_ask_stream = Memory.ask_stream
+
+    def held_ask_stream(self, *args, **kwargs):
+        # the real stream, held open after its pieces until the test has sent its second ask: a short
+        # answer (the tiny model may stop at <|im_end|> at once) must not free the slot too early
+        yield from real_ask_stream(self, *args, **kwargs)
+        release.wait(60)
+
+    monkeypatch.setattr(Memory, "ask_stream", held_ask_stream)
 
     def long_stream():
         with small.client(small.service.key_a) as client:
@@ -111,10 +121,13 @@ def test_concurrent_asks_past_the_limit_get_503(small):
 
     worker = threading.Thread(target=long_stream)
     worker.start()
-    assert first_piece.wait(120)
-    with small.client(small.service.key_a) as client:
-        busy = client.post(f"{base}/ask", json={"question": "And?", "max_new_tokens": 1})
-    worker.join()
+    try:
+        assert first_piece.wait(120)
+        with small.client(small.service.key_a) as client:
+            busy = client.post(f"{base}/ask", json={"question": "And?", "max_new_tokens": 1})
+    finally:
+        release.set()
+        worker.join()
     assert done["status"] == 200
     assert busy.status_code == 503 and busy.json()["error"]["type"] == "busy"
     assert busy.headers["retry-after"] == "1"
