@@ -64,10 +64,7 @@ class Ingestor:
         # the store's cursor when this state was loaded or last committed: another writer moving it
         # means our in-RAM state is stale and must be reloaded, never written back
         self.committed = self.cursor
-        # the saved caches are CPU tensors: put them where the model runs, or a GPU model's next block fails
-        weight = model.lm_head.weight
-        self.state = (IngestState.from_bytes(blob, device=weight.device, dtype=weight.dtype) if blob
-                      else IngestState(model.new_stream_state()))
+        self.state = IngestState.from_bytes(blob) if blob else IngestState(model.new_stream_state())
         self.dirty = False
 
     @property

@@ -51,10 +51,7 @@ class IngestState:
         return save_tensors(tensors, metadata={"format": STATE_FORMAT, "state": json.dumps(meta)})
 
     @classmethod
-    def from_bytes(cls, data: bytes, device: torch.device | str | None = None,
-                   dtype: torch.dtype | None = None) -> "IngestState":
-        """Read a state written by ``to_bytes``; its tensors (SWA caches, open chunk's hidden states) go to
-        ``device`` and ``dtype`` (those of the model that continues the stream), else stay as saved on the CPU."""
+    def from_bytes(cls, data: bytes) -> "IngestState":
         try:
             tensors = load_tensors(data)
             # safetensors.torch.load drops metadata; read the header directly (8-byte length + JSON)
@@ -65,9 +62,6 @@ class IngestState:
             meta = json.loads(meta_block["state"])
         except (ValueError, KeyError, json.JSONDecodeError) as exc:
             raise HsaMemoryError(f"the saved ingest state is unreadable ({exc}); run repair() to rebuild it") from exc
-        if device is not None or dtype is not None:
-            tensors = {name: t.to(device=device, dtype=dtype if t.is_floating_point() else None)
-                       for name, t in tensors.items()}
         caches = []
         for i in range(meta["layers"]):
             cache = KVCache(meta["window"])

@@ -1,13 +1,11 @@
-"""Scenarios: a saved ingest state (CPU tensors on disk) comes back on the model's device and dtype; the
-Ingestor restores it there; an SWA cache holding tensors of another device continues on the new keys'.
+"""Scenarios: a saved ingest state (CPU tensors on disk) comes back as saved, and every restored SWA cache
+continues on the device and dtype of the model that resumes the stream (the bug: a memory reopened on CUDA
+concatenated its CPU caches with CUDA keys); any cache holding tensors of another device does the same.
 
 No GPU is needed: the 'meta' device stands in for CUDA (a CPU tensor concatenated with a meta one fails
 exactly as with a CUDA one)."""
-from types import SimpleNamespace
-
 import torch
 
-from hsa_memory.ingest import Ingestor
 from hsa_memory.model import KVCache, StreamState
 from hsa_memory.stream import IngestState
 
@@ -26,28 +24,18 @@ def saved_state() -> bytes:
                        tail_seqs=[7] * 5).to_bytes()
 
 
-def assert_on(state: IngestState, device: torch.device, dtype: torch.dtype) -> None:
+def test_restored_state_continues_on_the_models_device():
+    state = IngestState.from_bytes(saved_state())
     held = [c for c in state.stream.caches if c.keys is not None]
     assert len(held) == 2 and state.stream.caches[2].keys is None
-    for tensor in [t for c in held for t in (c.keys, c.values)] + [state.stream.pending_hidden]:
-        assert tensor.device == device and tensor.dtype == dtype
-
-
-def test_from_bytes_puts_tensors_on_the_requested_device_and_dtype():
-    data = saved_state()
-    assert_on(IngestState.from_bytes(data), torch.device("cpu"), torch.float32)  # as saved
-    state = IngestState.from_bytes(data, device=META, dtype=torch.bfloat16)
-    assert_on(state, META, torch.bfloat16)
+    assert all(c.keys.device.type == "cpu" and c.keys.dtype == torch.float32 for c in held)  # as saved
     assert state.stream.position == 5 and state.stream.pending_ids == [1, 2, 3, 4, 5]
     assert state.tail_ids == [1, 2, 3, 4, 5] and state.pending_seqs == [7] * 5
-
-
-def test_ingestor_restores_the_saved_state_on_the_models_device():
-    """The bug: a reopened memory's caches stayed on the CPU while the model ran on CUDA."""
-    model = SimpleNamespace(lm_head=SimpleNamespace(weight=torch.empty(2, 2, device=META, dtype=torch.bfloat16)))
-    store = SimpleNamespace(generation=lambda: 0, ingest_cursor=lambda: (3, saved_state()))
-    ingestor = Ingestor(model, tokenizer=None, store=store)
-    assert_on(ingestor.state, META, torch.bfloat16)
+    new = torch.empty(1, 2, 2, 4, device=META, dtype=torch.bfloat16)  # the next block, on the model's device
+    for cache in held:
+        keys, values = cache.update(new, new.clone())
+        assert keys.shape == (1, 7, 2, 4) and keys.device == META and keys.dtype == torch.bfloat16
+        assert values.device == META and cache.keys.device == META and cache.values.dtype == torch.bfloat16
 
 
 def test_kv_cache_continues_on_the_new_keys_device():
