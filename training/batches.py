@@ -1,4 +1,4 @@
-"""Examples → token tensors: ChatML turns, labels on the whole reply, evidence chunk positions.
+"""Examples → token tensors: ChatML turns, labels on the whole reply, evidence and decoy chunk positions.
 
 Each message is tokenised as its own ChatML turn (turns start with a special token, so the token
 stream is the concatenation), which gives exact token spans for evidence without offset mapping.
@@ -6,6 +6,7 @@ stream is the concatenation), which gives exact token spans for evidence without
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 
 import torch
@@ -26,6 +27,9 @@ class TokenExample:
     # base model to read with the evidence in its window; empty when the example has no evidence
     teacher_ids: list[int] = field(default_factory=list)
     teacher_answer_start: int = 0
+    # hard negatives (issue 7): chunk positions of the question's decoys (an older value of the fact, another
+    # person's or key's value), never an evidence chunk; empty when the generator gives none
+    decoy_chunks: list[int] = field(default_factory=list)
 
 
 def tokenize_example(example, tokenizer, chunk_size: int = 64, question_index: int | None = None,
@@ -60,7 +64,8 @@ def tokenize_example(example, tokenizer, chunk_size: int = 64, question_index: i
         teacher.extend(reply)
     else:
         teacher_answer_start = 0
-    return TokenExample(ids, labels, answer_start, evidence, example.task, teacher, teacher_answer_start)
+    decoys = sorted(decoy_chunks(example, question, spans, tokenizer, chunk_size) - set(evidence))
+    return TokenExample(ids, labels, answer_start, evidence, example.task, teacher, teacher_answer_start, decoys)
 
 
 def evidence_chunks(example, question, spans, tokenizer, chunk_size: int) -> set[int]:
@@ -82,6 +87,31 @@ def evidence_chunks(example, question, spans, tokenizer, chunk_size: int) -> set
         head = f"<|im_start|>{message.role}\n" + message.content[: min(hits)]
         position = start + len(tokenizer.encode(head, add_special_tokens=False).ids)
         found.add(min(position, stop - 1) // chunk_size)
+    return found
+
+
+def decoy_chunks(example, question, spans, tokenizer, chunk_size: int) -> set[int]:
+    """Chunks holding the question's decoys (``question.metadata["decoy_spans"]``): where each decoy's text
+    starts inside its message, found as ``evidence_chunks`` finds the answer. A decoy whose text is not in its
+    message is left out (no position is guessed). The caller drops chunks that also hold evidence."""
+    found: set[int] = set()
+    for decoy in question.metadata.get("decoy_spans", ()):
+        message_id, text = decoy["message_id"], decoy["text"]
+        if message_id not in spans or not text:
+            continue
+        message = example.message(message_id)
+        # a whole-word occurrence first ("3 May" must not match inside "13 May")
+        match = re.search(rf"(?<!\w){re.escape(text)}(?!\w)", message.content)
+        hit = match.start() if match else message.content.find(text)
+        if hit < 0:
+            continue
+        start, stop = spans[message_id]
+        # the token holding the decoy's first character, from the turn's offsets (encoding the text before it
+        # alone can land one token late, when the space before the value merges into the value's token)
+        offset = len(f"<|im_start|>{message.role}\n") + hit
+        turn = tokenizer.encode(render_turn(message.role, message.content), add_special_tokens=False)
+        index = next((k for k, (_, end) in enumerate(turn.offsets) if end > offset), len(turn.ids) - 1)
+        found.add(min(start + index, stop - 1) // chunk_size)
     return found
 
 

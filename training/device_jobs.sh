@@ -5,6 +5,8 @@
 # measures later (built now, asked with --measure-only once training is done and the GPU is quiet).
 # Usage (repo root, after `source training/device_env.sh`):
 #   RUN=run10 SEED=10 BUDGET=840 bash training/device_jobs.sh start|check|wait|collect|measure
+# Recipe knobs (env): RESUME (checkpoint), STEPS, BUDGET (s), SEED, DECOY (hard-negative router loss weight,
+# objectives.decoy_loss; default 0 = the run-9/10/11 recipe unchanged).
 # Wheels to carry in .whl/ (the image lacks them): gguf, zstandard (cp312), sqlalchemy (cp312).
 # Always `check` right after `start`: a job that died at import must not be slept on.
 set -u
@@ -25,7 +27,7 @@ start)
   cd /tmp
   setsid nohup python3 -m hsa_memory.training.train --resume $RESUME --seed ${SEED:-10} \
     --out $RUN --backend triton --steps ${STEPS:-2000} --seq-len 4096 --batch 16 --lr 5e-4 --warmup-steps 10 \
-    --encoder-lr-scale 0.1 --retrieval-weight 0.3 --kl-weight 0.5 --kl-positions 256 --distill-weight 0.2 \
+    --encoder-lr-scale 0.1 --retrieval-weight 0.3 --decoy-weight ${DECOY:-0} --kl-weight 0.5 --kl-positions 256 --distill-weight 0.2 \
     --mix agent_memory:0.6,s_niah:0.15,mq_niah:0.15,variable_tracking:0.1 --checkpointing --workers 10 \
     --time-budget ${BUDGET:-720} --save-every 25 \
     --eval s_niah:8192,agent_memory:8192,mq_niah:8192,agent_memory:2048 > $RUN/train.log 2>&1 < /dev/null &

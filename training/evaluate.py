@@ -9,6 +9,9 @@ the evidence chunk must be closed before the reply starts (else no token may rou
 1-3 counted needles in the open chunk as misses; ``evidence_recall`` now averages over retrievable
 examples only (``n_retrievable``), and ``evidence_top1`` / ``evidence_in_topk`` read the router's
 scores over every visible chunk directly (first reply-predicting position, every HSA layer).
+``decoy_top1`` reads the same scores restricted to the evidence and the question's decoy chunks (an
+older value of the fact, another person's or key's value): the rate at which the evidence outscores
+every decoy, over the ``n_decoy`` retrievable examples with a visible decoy chunk.
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ def evaluate(model, task: str, length: int, count: int = 32, seed: int = 10_000_
     retrievals = [layer.retrieval for layer in model.model.layers if isinstance(layer, HSALayer)]
     exact, n = 0.0, 0
     recall, recall_far, top1, in_topk, n_vis, n_far, exact_far = 0.0, 0.0, 0.0, 0.0, 0, 0, 0.0
+    decoy_top1, n_decoy = 0.0, 0
     model.eval()
     for i in range(count):
         example = make_example(task, seed + i, length, filler, split)
@@ -71,7 +75,8 @@ def evaluate(model, task: str, length: int, count: int = 32, seed: int = 10_000_
         first = tokens.answer_start - 1
         visible = first // S
         target = torch.tensor([e for e in tokens.evidence_chunks if e < visible])
-        t1, tk = 0.0, 0.0
+        negatives = torch.tensor([d for d in tokens.decoy_chunks if d < visible], dtype=torch.long)
+        t1, tk, td = 0.0, 0.0, 0.0
         for queries, landmarks in captures:
             HK, Rh = queries.shape[2:]
             scores = torch.einsum("hr,chr->hc", queries[0, first].float(),
@@ -79,8 +84,13 @@ def evaluate(model, task: str, length: int, count: int = 32, seed: int = 10_000_
             t1 += float(torch.isin(scores.argmax(-1), target).float().mean())
             top = scores.topk(min(K, visible), dim=-1).indices
             tk += float(torch.isin(top, target).any(-1).float().mean())
+            if len(negatives):
+                td += float((scores[:, target].amax(-1) > scores[:, negatives].amax(-1)).float().mean())
         top1 += t1 / max(1, len(captures))
         in_topk += tk / max(1, len(captures))
+        if len(negatives) and captures:
+            n_decoy += 1
+            decoy_top1 += td / len(captures)
         if far:
             n_far += 1
             recall_far += hit
@@ -88,6 +98,7 @@ def evaluate(model, task: str, length: int, count: int = 32, seed: int = 10_000_
     return {"task": task, "length": length, "n": n, "exact": exact / n,
             "n_retrievable": n_vis, "evidence_recall": recall / max(1, n_vis),
             "evidence_top1": top1 / max(1, n_vis), "evidence_in_topk": in_topk / max(1, n_vis),
+            "n_decoy": n_decoy, "decoy_top1": decoy_top1 / max(1, n_decoy),
             "n_far": n_far, "evidence_recall_far": recall_far / max(1, n_far), "exact_far": exact_far / max(1, n_far)}
 
 

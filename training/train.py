@@ -14,6 +14,7 @@ import math
 import multiprocessing as mp
 import random
 import time
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from hsa_memory.model.modeling import DecoderLayer, HSALayer, SelfAttention
 
 from .batches import collate, collate_teacher
 from .evaluate import evaluate
-from .objectives import answer_loss, base_behaviour, distill_loss, kl_to_base, retrieval_loss
+from .objectives import answer_loss, base_behaviour, decoy_loss, distill_loss, kl_to_base, retrieval_loss
 from .tasks import job_stream, make_token_example, parse_mix
 
 log = logging.getLogger("hsa_memory.training")
@@ -46,6 +47,9 @@ def parse_args(argv=None):
                         "layer: at the full lr it blew up and collapsed the landmarks in runs 1-3)")
     p.add_argument("--retrieval-weight", type=float, default=1.0,
                    help="weight of the router loss on the evidence chunks (0 = off)")
+    p.add_argument("--decoy-weight", type=float, default=0.0,
+                   help="weight of the hard-negative router loss: the evidence chunk over the decoy chunks (older "
+                        "values, other keys; objectives.decoy_loss). 0 = off; its decoy_top1 is logged either way")
     p.add_argument("--warmup-steps", type=int, default=20)
     p.add_argument("--topk", type=int, default=None, help="routing top-K while training; 0 = every chunk (warm-up)")
     p.add_argument("--window", type=int, default=None, help="SWA window while training (default: the config's)")
@@ -55,7 +59,8 @@ def parse_args(argv=None):
                    help="self-distillation on the reply: KL to the base reading the evidence in its window")
     p.add_argument("--mix", default="", help="task weights, e.g. s_niah:0.5,agent_memory:0.5")
     p.add_argument("--filler", default="corpora", choices=["corpora", "fallback"])
-    p.add_argument("--workers", type=int, default=max(1, (mp.cpu_count() or 2) - 2))
+    p.add_argument("--workers", type=int, default=max(1, (mp.cpu_count() or 2) - 2),
+                   help="processes tokenising examples; 0 = in this process (tests, quick CPU checks)")
     p.add_argument("--time-budget", type=float, default=0, help="seconds; stop and checkpoint before this")
     p.add_argument("--save-every", type=int, default=100)
     p.add_argument("--eval-every", type=int, default=50)
@@ -140,7 +145,8 @@ def lr_at(step: int, args) -> float:
 def batches(args, pool, split="train", seed=None):
     jobs = job_stream(parse_mix(args.mix), args.seq_len - 16, args.seed if seed is None else seed, args.filler, split)
     buffer = []
-    for example in pool.imap(make_token_example, jobs, chunksize=2):
+    made = pool.imap(make_token_example, jobs, chunksize=2) if pool is not None else map(make_token_example, jobs)
+    for example in made:
         if example is None or len(example.input_ids) > args.seq_len or example.answer_start == 0:
             continue
         buffer.append(example)
@@ -174,7 +180,7 @@ def train(args) -> dict:
     started = time.time()
     ctx = mp.get_context("spawn")
     history = []
-    with ctx.Pool(args.workers) as pool:
+    with (ctx.Pool(args.workers) if args.workers > 0 else nullcontext()) as pool:
         stream = batches(args, pool)
         for step in range(args.steps):
             examples = next(stream)
@@ -198,6 +204,15 @@ def train(args) -> dict:
                 total = loss
                 r_loss, r_stats = retrieval_loss(captures, [e.evidence_chunks for e in examples],
                                                  [e.answer_start for e in examples], model.config.chunk_size, labels)
+                # hard negatives: computed without a graph when off, for the decoy_top1 statistic alone
+                with torch.set_grad_enabled(args.decoy_weight > 0):
+                    d_loss, d_stats = decoy_loss(captures, [e.evidence_chunks for e in examples],
+                                                 [e.decoy_chunks for e in examples], [e.answer_start for e in examples],
+                                                 model.config.chunk_size, labels)
+                if d_loss is not None:
+                    stats.update(d_stats, decoy_loss=d_loss.item())
+                    if args.decoy_weight > 0:
+                        total = total + args.decoy_weight * d_loss
                 if captures:
                     stats["landmark_spread"] = landmark_spread(captures[0][1])
                 del captures
@@ -231,9 +246,11 @@ def train(args) -> dict:
             with open(metrics_path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
             if step % 10 == 0:
-                log.info("step %d loss %.3f exact %.2f kl %.3f retrieval %.3f top1 %.2f spread %.2f (%.0fs)", step,
+                log.info("step %d loss %.3f exact %.2f kl %.3f retrieval %.3f top1 %.2f decoy %.3f decoy-top1 %.2f "
+                         "spread %.2f (%.0fs)", step,
                          record["loss"], record["exact"], record.get("kl", 0.0), record.get("retrieval_loss", float("nan")),
-                         record.get("retrieval_top1", float("nan")), record.get("landmark_spread", float("nan")),
+                         record.get("retrieval_top1", float("nan")), record.get("decoy_loss", float("nan")),
+                         record.get("decoy_top1", float("nan")), record.get("landmark_spread", float("nan")),
                          record["elapsed"])
             out_of_time = args.time_budget and time.time() - started > args.time_budget
             if (step + 1) % args.save_every == 0 or step + 1 == args.steps or out_of_time:

@@ -5,7 +5,9 @@ timestamps. The user mentions facts about themselves and the people around them 
 relations, places, jobs, preferences, dates, codes), asks the assistant to use tools (bookings,
 parcel tracking) whose outputs hold further facts, and chats in between (small talk, word
 look-ups, quotes, passages from books). Some facts change later; the question always asks for
-the latest value and the earlier values stay in the history as decoys.
+the latest value and the earlier values stay in the history as decoys. Each question's
+``metadata["decoy_spans"]`` lists those and the same slot's values about other people or bookings,
+with the message stating each (hard negatives for the router).
 
 Every answer string occurs, as a whole word, in exactly one message (the evidence), which also
 means an answer never occurs in filler: paragraphs that contain any value are skipped.
@@ -721,6 +723,7 @@ def _assemble(seed: int, split: str, plan: list[list[_Episode]],
         questions.append(Question(text, value, [fact.message_ids[-1]], _question_kind(fact), response, {
             "fact": _fact_key(fact), "category": getattr(slot, "category", "tool"), "decoys": fact.values[:-1],
             "decoy_message_ids": fact.message_ids[:-1], "template": [slot.name, field_name, template],
+            "decoy_spans": _decoy_spans(fact, facts),
         }))
     return Example("agent_memory", seed, messages, questions, {
         "split": split,
@@ -728,6 +731,41 @@ def _assemble(seed: int, split: str, plan: list[list[_Episode]],
                   for f in facts],
         "sessions": len(plan),
     })
+
+
+# slots that ask the same thing of different people: the user's value is a plausible wrong answer about a
+# relative, and the other way round (``home_city`` vs ``person_city`` of the sister)
+_SLOT_FAMILY = {"person_city": "home_city", "person_job": "job_title", "person_birthday": "birthday"}
+
+
+def _family(fact: _Fact) -> str:
+    if isinstance(fact.slot, ToolSlot):
+        return f"tool:{fact.slot.name}.{fact.tool_field}"
+    return _SLOT_FAMILY.get(fact.slot.name, fact.slot.name)
+
+
+def _decoy_spans(fact: _Fact, facts: list[_Fact]) -> list[dict[str, str]]:
+    """The plausible wrong answers to a question on ``fact``, each with the message stating it.
+
+    ``superseded``: the fact's earlier values (the message where each was current). ``other_entity``:
+    every value of the same slot about another entity — another relative's city, job or name, another
+    appointment's or project's date, the same field of another booking or parcel (tool results hold every
+    field, so the field asked about exists in each), and the user's counterpart slot (``home_city`` for
+    ``person_city``, ...). Nothing here draws from the generator's random stream.
+    """
+    spans = [{"text": value, "message_id": message_id, "kind": "superseded"}
+             for value, message_id in zip(fact.values[:-1], fact.message_ids[:-1])]
+    family = _family(fact)
+    for other in facts:
+        if other is fact or _family(other) != family:
+            continue
+        if isinstance(other.slot, ToolSlot):
+            values = [output[fact.tool_field] for output in other.outputs]
+        else:
+            values = other.values
+        spans += [{"text": value, "message_id": message_id, "kind": "other_entity"}
+                  for value, message_id in zip(values, other.message_ids)]
+    return spans
 
 
 def _fact_key(fact: _Fact) -> str:

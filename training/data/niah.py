@@ -6,6 +6,10 @@ about ``message_tokens`` tokens, or one message with ``layout="single"``) and wh
 asked after it. ``target_tokens`` is the length of the whole ChatML rendering, questions and
 replies included, as measured by ``count_tokens``.
 
+Questions list their hard negatives in ``metadata["decoy_spans"]`` (``text`` inside the message
+``message_id``): MQ-NIAH the other needles' values, variable tracking the statements of the chains not
+asked about; S-NIAH has none.
+
 >>> ex = s_niah(seed=3, target_tokens=512, depth=0.5)
 >>> q = ex.questions[0]
 >>> q.answer in ex.message(q.evidence_message_ids[0]).content
@@ -240,7 +244,10 @@ def _needle_example(task: str, seed: int, target_tokens: int, depths: list[float
             questions.append(Question(
                 NEEDLE_QUESTIONS[template].format(noun=noun, key=key), value, [inserts[k].message_id],
                 "needle", NEEDLE_RESPONSE.format(noun=noun, key=key, value=value),
-                {"key": key, "depth": depth, "actual_depth": inserts[k].actual_depth},
+                {"key": key, "depth": depth, "actual_depth": inserts[k].actual_depth,
+                 # the other needles: another key's value is the plausible wrong answer
+                 "decoy_spans": [{"text": needles[j][1], "message_id": inserts[j].message_id, "kind": "other_needle"}
+                                 for j in range(len(needles)) if j != k]},
             ))
         return Example(task, seed, messages, questions, {
             "needles": [{"key": key, "value": value, "depth": depth, "text": text,
@@ -327,8 +334,12 @@ def variable_tracking(seed: int, target_tokens: int = 2048, *, num_chains: int =
         value, chain, _ = chains[0]
         evidence = list(dict.fromkeys(i.message_id for i in inserts if i.tag.startswith("vt:0:")))
         answer = ", ".join(chain)
+        # the statements of the chains not asked about: their variables are the plausible wrong answers
+        decoys = [{"text": i.text, "message_id": i.message_id, "kind": "other_chain"}
+                  for i in inserts if not i.tag.startswith("vt:0:")]
         question = Question(VT_QUESTIONS[template].format(value=value), answer, evidence, "variable_tracking",
-                            VT_RESPONSE.format(value=value, answer=answer), {"variables": chain, "value": value})
+                            VT_RESPONSE.format(value=value, answer=answer),
+                            {"variables": chain, "value": value, "decoy_spans": decoys})
         return Example("variable_tracking", seed, messages, [question], {
             "chains": [{"value": v, "variables": ch, "depths": d} for v, ch, d in chains],
             "statements": [{"text": i.text, "tag": i.tag, "message_id": i.message_id,
