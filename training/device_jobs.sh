@@ -6,7 +6,8 @@
 # Usage (repo root, after `source training/device_env.sh`):
 #   RUN=run10 SEED=10 BUDGET=840 bash training/device_jobs.sh start|check|wait|collect|measure
 # Recipe knobs (env): RESUME (checkpoint), STEPS, BUDGET (s), SEED, DECOY (hard-negative router loss weight,
-# objectives.decoy_loss; default 0 = the run-9/10/11 recipe unchanged).
+# objectives.decoy_loss; default 0 = the run-9/10/11 recipe unchanged), DIALOGUE (exchanges of base-model
+# dialogue to write first and mix into agent histories; default 0 = none).
 # Wheels to carry in .whl/ (the image lacks them): gguf, zstandard (cp312), sqlalchemy (cp312).
 # Always `check` right after `start`: a job that died at import must not be slept on.
 set -u
@@ -19,18 +20,28 @@ collect() {
   cp $RUN/checkpoint.safetensors $RUN/metrics.jsonl $RUN/train.log /root/niah.json /root/niah.log \
      /root/api-build.log "$OUT"/ 2>/dev/null
   [ -f $RUN/eval.jsonl ] && cp $RUN/eval.jsonl "$OUT"/
+  [ -f "${HSA_MEMORY_CORPORA:-$HOME/.cache/hsa-memory/corpora}/dialogue.jsonl.zst" ] && \
+    cp "${HSA_MEMORY_CORPORA:-$HOME/.cache/hsa-memory/corpora}/dialogue.jsonl.zst" "$OUT"/
   return 0
 }
 case "$1" in
 start)
   mkdir -p $RUN /root/api
   cd /tmp
-  setsid nohup python3 -m hsa_memory.training.train --resume $RESUME --seed ${SEED:-10} \
+  # DIALOGUE=N: the base model first writes ~N exchanges of filler dialogue (training.write_dialogue, ~1-2
+  # min on the GPU; about half survive its filters) and training mixes them in (--filler corpora+dialogue);
+  # `check` must then wait longer (e.g. `check 240`)
+  FILLER=corpora; WRITE=true
+  if [ "${DIALOGUE:-0}" -gt 0 ]; then
+    FILLER=corpora+dialogue
+    WRITE="python3 -m hsa_memory.training.write_dialogue --exchanges $DIALOGUE --device cuda --batch-size 256"
+  fi
+  setsid nohup bash -c "$WRITE && exec python3 -m hsa_memory.training.train --resume $RESUME --seed ${SEED:-10} \
     --out $RUN --backend triton --steps ${STEPS:-2000} --seq-len 4096 --batch 16 --lr 5e-4 --warmup-steps 10 \
     --encoder-lr-scale 0.1 --retrieval-weight 0.3 --decoy-weight ${DECOY:-0} --kl-weight 0.5 --kl-positions 256 --distill-weight 0.2 \
     --mix agent_memory:0.6,s_niah:0.15,mq_niah:0.15,variable_tracking:0.1 --checkpointing --workers 10 \
     --time-budget ${BUDGET:-720} --save-every 25 \
-    --eval s_niah:8192,agent_memory:8192,mq_niah:8192,agent_memory:2048 > $RUN/train.log 2>&1 < /dev/null &
+    --filler $FILLER --eval s_niah:8192,agent_memory:8192,mq_niah:8192,agent_memory:2048" > $RUN/train.log 2>&1 < /dev/null &
   setsid nohup python3 $REPO/bench/niah.py --device cuda --lengths 16K,64K,256K --depths 0,0.25,0.5,0.75,1 \
     --count 1 --tasks s_niah,mq_niah,vt --json /root/niah.json > /root/niah.log 2>&1 < /dev/null &
   setsid nohup python3 $REPO/bench/api.py --device cuda --sizes 100K,1M,16M --real-upto 100K --asks 1 \

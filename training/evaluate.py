@@ -24,7 +24,7 @@ from hsa_memory.model.modeling import HSALayer
 
 from .batches import collate, tokenize_example
 from .objectives import answer_loss
-from .tasks import make_example, tokenizer as load_tokenizer
+from .tasks import FILLERS, make_example, tokenizer as load_tokenizer
 
 
 def evidence_status(evidence: list[int], answer_start: int, chunk_size: int, window: int | None) -> tuple[bool, bool]:
@@ -116,7 +116,8 @@ def main(argv=None) -> None:
     p.add_argument("--checkpoint", default="bundled", help="HSA weights (default: the shipped ones)")
     p.add_argument("--eval", default="s_niah:8192,agent_memory:8192", help="task:length pairs")
     p.add_argument("--count", type=int, default=16)
-    p.add_argument("--filler", default="corpora", choices=["corpora", "fallback"])
+    p.add_argument("--filler", default="corpora", choices=list(FILLERS),
+                   help="corpora+dialogue adds the base model's written dialogue (training.write_dialogue)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     args = p.parse_args(argv)

@@ -35,12 +35,22 @@ def count_tokens(text: str) -> int:
     return len(tokenizer().encode(text, add_special_tokens=False).ids)
 
 
+FILLERS = ("corpora", "fallback", "corpora+dialogue")
+
+
 @lru_cache(maxsize=4)
 def sources(filler: str, split: str):
+    """``corpora`` (Debian texts), ``fallback`` (the committed text) or ``corpora+dialogue`` (plus the
+    base model's written dialogue at ``dialogue.default_path()``, see ``training.write_dialogue``)."""
+    from .data.dialogue import default_path
     from .data.mix import Sources
 
     if filler == "fallback":
         return Sources.fallback(count_tokens)
+    if filler == "corpora+dialogue":
+        return Sources.from_corpora(split, count_tokens, fallback=True, dialogues=default_path())
+    if filler != "corpora":
+        raise ValueError(f"unknown filler {filler!r}; choose from {list(FILLERS)}")
     return Sources.from_corpora(split, count_tokens, fallback=True)
 
 

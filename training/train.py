@@ -28,7 +28,7 @@ from hsa_memory.model.modeling import DecoderLayer, HSALayer, SelfAttention
 from .batches import collate, collate_teacher
 from .evaluate import evaluate
 from .objectives import answer_loss, base_behaviour, decoy_loss, distill_loss, kl_to_base, retrieval_loss
-from .tasks import job_stream, make_token_example, parse_mix
+from .tasks import FILLERS, job_stream, make_token_example, parse_mix
 
 log = logging.getLogger("hsa_memory.training")
 
@@ -58,7 +58,8 @@ def parse_args(argv=None):
     p.add_argument("--distill-weight", type=float, default=0.0,
                    help="self-distillation on the reply: KL to the base reading the evidence in its window")
     p.add_argument("--mix", default="", help="task weights, e.g. s_niah:0.5,agent_memory:0.5")
-    p.add_argument("--filler", default="corpora", choices=["corpora", "fallback"])
+    p.add_argument("--filler", default="corpora", choices=list(FILLERS),
+                   help="corpora+dialogue adds the base model's written dialogue (training.write_dialogue)")
     p.add_argument("--workers", type=int, default=max(1, (mp.cpu_count() or 2) - 2),
                    help="processes tokenising examples; 0 = in this process (tests, quick CPU checks)")
     p.add_argument("--time-budget", type=float, default=0, help="seconds; stop and checkpoint before this")

@@ -145,3 +145,43 @@ def test_write_exchanges_is_deterministic_and_filters(tiny):
     assert stats["kept"] == len(first) == 6 - stats["unusable_user"] - stats["personal_user"] - stats["unusable_reply"]
     for exchange in first:
         assert not looks_personal(exchange.user)
+
+
+# ---- the corpus in agent histories -----------------------------------------------------------------
+
+def _exchanges(n: int = 40) -> list[Exchange]:
+    return [Exchange(f"Could you explain something about {TOPICS[i]} number {chr(65 + i % 26)}?",
+                     f"Gladly: here is a short note on {TOPICS[i]}.", TOPICS[i]) for i in range(n)]
+
+
+def test_agent_histories_mix_in_written_dialogue_and_skip_personal_messages():
+    from hsa_memory.training.data.agent_memory import agent_memory
+
+    personal = Exchange("My sister lives in Porto, what should I see there?", "The river front.", TOPICS[0])
+    corpus = _exchanges() + [personal] * 50
+    example = agent_memory(3, 4096, dialogues=corpus)
+    plain = agent_memory(3, 4096)
+    users = {m.content for m in example.messages if m.role == "user"}
+    assert users & {e.user for e in corpus[:40]}, "written dialogue never used"
+    assert personal.user not in users
+    # the questions and answers are the same facts either way: only the filler changes
+    assert [(q.text, q.answer) for q in example.questions] == [(q.text, q.answer) for q in plain.questions]
+
+
+def test_sources_load_the_corpus_by_split(tmp_path):
+    from hsa_memory.training.data.mix import Sources
+
+    path = tmp_path / "d.jsonl.zst"
+    save_dialogues(path, _exchanges(len(TOPICS)))
+    train = Sources.from_corpora("train", fallback=True, dialogues=path).dialogues
+    held = Sources.from_corpora("heldout", fallback=True, dialogues=path).dialogues
+    assert train and held and not {e.topic for e in train} & {e.topic for e in held}
+    with pytest.raises(DialogueCorpusError):
+        Sources.from_corpora("train", fallback=True, dialogues=tmp_path / "missing.jsonl.zst")
+
+
+def test_unknown_filler_is_refused():
+    from hsa_memory.training.tasks import sources
+
+    with pytest.raises(ValueError, match="unknown filler"):
+        sources("wikipedia", "train")

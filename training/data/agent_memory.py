@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 
 from . import chatter, vocab
 from .corpora import Gloss
+from .dialogue import Exchange, looks_personal
 from .records import Example, Message, Question
 from .text import Filler, TextSource, fit_length, make_source, trim_to_tokens
 
@@ -501,11 +502,15 @@ class _Chatter:
     """An endless, seeded stream of filler episodes (small talk, words, quotes, passages)."""
 
     def __init__(self, seed: int, source: TextSource, glosses: Sequence[Gloss] | None,
-                 quotes: Sequence[str] | None, avoid: Callable[[str], bool]):
+                 quotes: Sequence[str] | None, avoid: Callable[[str], bool],
+                 dialogues: Sequence[Exchange] | None = None):
         self.rng = random.Random(f"agent_memory-chatter:{seed}")
         self.source = source
         self.glosses = glosses
         self.quotes = quotes
+        # the base model's own dialogue (training.write_dialogue); a user message that states a personal
+        # fact is skipped here too, whatever file it came from
+        self.dialogues = [d for d in dialogues if not looks_personal(d.user)] if dialogues else None
         self.avoid = avoid
         self.cursor = self.rng.randrange(len(source))
 
@@ -524,8 +529,14 @@ class _Chatter:
     def next(self) -> list[tuple[str, str]]:
         rng = self.rng
         for _ in range(100):
-            kind = rng.choices(("small", "word", "quote", "passage"), (3, 2, 2, 3))[0]
-            if kind == "small":
+            if self.dialogues:
+                kind = rng.choices(("small", "word", "quote", "passage", "dialogue"), (2, 2, 1, 2, 4))[0]
+            else:  # unchanged draws: histories without written dialogue stay what they were
+                kind = rng.choices(("small", "word", "quote", "passage"), (3, 2, 2, 3))[0]
+            if kind == "dialogue":
+                exchange = self.dialogues[rng.randrange(len(self.dialogues))]
+                messages = [("user", exchange.user), ("assistant", exchange.assistant)]
+            elif kind == "small":
                 user, reply = rng.choice(chatter.SMALL_TALK)
                 messages = [("user", user), ("assistant", reply)]
             elif kind == "word" and self.glosses:
@@ -593,12 +604,13 @@ def _session_times(rng: random.Random, n_sessions: int) -> list[dt.datetime]:
 def agent_memory(seed: int, target_tokens: int = 4096, *, split: str = "train", n_facts: int | None = None,
                  n_questions: int = 4, n_sessions: int | None = None, update_rate: float = 0.4,
                  filler: Filler = None, glosses: Sequence[Gloss] | None = None, quotes: Sequence[str] | None = None,
-                 count_tokens: Any = None) -> Example:
+                 dialogues: Sequence[Exchange] | None = None, count_tokens: Any = None) -> Example:
     """A multi-session history of about ``target_tokens`` tokens and ``n_questions`` questions on it.
 
     ``n_facts`` defaults to one per ~300 tokens (3 to 40); ``update_rate`` is the chance that a
     fact changes again. ``filler`` gives passages (default: the committed fallback text),
-    ``glosses`` (WordNet) and ``quotes`` (fortunes) add look-ups and quotes to the small talk.
+    ``glosses`` (WordNet) and ``quotes`` (fortunes) add look-ups and quotes to the small talk, and
+    ``dialogues`` (exchanges the base model wrote, ``training.write_dialogue``) real conversation.
     """
     if split not in ("train", "heldout", "all"):
         raise ValueError(f"unknown split {split!r}; use 'train', 'heldout' or 'all'")
@@ -648,7 +660,7 @@ def agent_memory(seed: int, target_tokens: int = 4096, *, split: str = "train", 
         return any(v in words for v in value_words)
 
     def build(filler_tokens: int) -> Example:
-        chat = _Chatter(seed, source, glosses, quotes, avoid)
+        chat = _Chatter(seed, source, glosses, quotes, avoid, dialogues)
         placements: dict[tuple[int, int], list[list[tuple[str, str]]]] = {}
         budget = filler_tokens
         while budget > 0:

@@ -9,14 +9,17 @@ exactly where it stopped (``mixture.sample(step * batch + k)``) and workers can 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from . import corpora
 from .agent_memory import agent_memory
 from .corpora import Gloss
+from .dialogue import Exchange, load_dialogues, split_exchanges
 from .niah import mq_niah, s_niah, self_copy, variable_tracking
 from .records import Example, Message
 from .text import TextSource
@@ -37,25 +40,30 @@ class Sources:
     """The text generators draw from, built once and shared by every example.
 
     ``haystack`` fills NIAH haystacks and agent-memory passages; ``lm`` gives plain-text segments;
-    ``glosses`` and ``quotes`` season agent-memory small talk.
+    ``glosses`` and ``quotes`` season agent-memory small talk; ``dialogues`` (written by the base model,
+    ``training.write_dialogue``) add real conversation to it.
     """
 
     haystack: TextSource
     lm: TextSource
     glosses: Sequence[Gloss] | None = None
     quotes: Sequence[str] | None = None
+    dialogues: Sequence[Exchange] | None = None
 
     @classmethod
     def from_corpora(cls, split: str = "train", count_tokens: Any = None, *, install: bool = False,
-                     fallback: bool = False) -> "Sources":
+                     fallback: bool = False, dialogues: str | Path | None = None) -> "Sources":
         """Sources from the Debian corpora (see ``corpora.md``).
 
         ``"train"``: Austen without *Persuasion* and the KJV for haystacks, the same plus
         fortunes for LM text. ``"heldout"``: the same haystacks, *Persuasion* for LM text (the
         fluency eval). With ``fallback=True`` missing corpora give way to the committed text.
+        ``dialogues``: a corpus written by ``training.write_dialogue``, split by topic (held-out
+        topics for ``"heldout"``); a missing or damaged file raises ``DialogueCorpusError``.
         """
         if split not in ("train", "heldout"):
             raise ValueError(f"unknown split {split!r}; use 'train' or 'heldout'")
+        written = split_exchanges(load_dialogues(Path(dialogues)), split) if dialogues is not None else None
         try:
             austen = corpora.load_corpus("austen", split="train", install=install)
             kjv = corpora.load_corpus("kjv", install=install)
@@ -65,13 +73,13 @@ class Sources:
             if not fallback:
                 raise
             logger.warning("corpora unavailable; using the committed fallback text")
-            return cls.fallback(count_tokens)
+            return dataclasses.replace(cls.fallback(count_tokens), dialogues=written or None)
         haystack = TextSource(austen + kjv, count_tokens, name="austen+kjv")
         if split == "heldout":
             lm = TextSource(corpora.load_corpus("austen", split="heldout"), count_tokens, name="persuasion")
         else:
             lm = TextSource(austen + kjv + fortunes, count_tokens, name="austen+kjv+fortunes")
-        return cls(haystack, lm, glosses, fortunes)
+        return cls(haystack, lm, glosses, fortunes, written or None)
 
     @classmethod
     def fallback(cls, count_tokens: Any = None) -> "Sources":
@@ -153,5 +161,6 @@ class TaskMixture:
             "variable_tracking": lambda seed, n, **kw: variable_tracking(seed, n, filler=s.haystack, **kw),
             "self_copy": lambda seed, n, **kw: self_copy(seed, n, filler=s.haystack, **kw),
             "agent_memory": lambda seed, n, **kw: agent_memory(
-                seed, n, split=self.split, filler=s.haystack, glosses=s.glosses, quotes=s.quotes, **kw),
+                seed, n, split=self.split, filler=s.haystack, glosses=s.glosses, quotes=s.quotes,
+                dialogues=s.dialogues, **kw),
         }
