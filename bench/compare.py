@@ -6,8 +6,11 @@
 Systems (``compare_systems``): ``hsa-memory`` (the public ``Memory`` API: extend / search / ask),
 ``bm25+reader`` and ``dense+reader`` (BM25 or all-MiniLM-L6-v2 over the same 64-token chunks, the
 base SmolLM2 reading the top-K), ``full-context`` (the base SmolLM2 with the whole memory in its 8K
-window; sizes above 8K are skipped). Workloads (``compare_workloads``): held-out agent-memory QA
-and multi-key NIAH from the training generators, one memory per (workload, size).
+window; sizes above 8K are skipped), ``infllm`` (training-free block retrieval on the base SmolLM2 in
+the style of InfLLM: the stream's K/V on disk in 64-token blocks with representative keys, each layer
+attending over the initial tokens, its top-K blocks and a local window; ``compare_infllm``).
+Workloads (``compare_workloads``): held-out agent-memory QA and multi-key NIAH from the training
+generators, one memory per (workload, size).
 
 Each (system, size) runs in its own process, so its peak RSS is its own; results land in
 ``--workdir`` one JSON per (system, size) and a rerun with the same workdir skips what is done (a
@@ -36,7 +39,7 @@ sys.path.insert(0, str(BENCH))
 from compare_workloads import DEFAULT_SEED, WORKLOADS, Workload, parse_size, size_label  # noqa: E402
 
 # cheap systems first: at a big size the long pole (hsa-memory's ingest) comes last
-ALL_SYSTEMS = ("bm25+reader", "dense+reader", "full-context", "hsa-memory")
+ALL_SYSTEMS = ("bm25+reader", "dense+reader", "full-context", "infllm", "hsa-memory")
 
 
 def workload_path(workdir: Path, task: str, size: int) -> Path:

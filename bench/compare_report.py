@@ -16,6 +16,21 @@ SECTION = "## Side by side (bench/compare.py)"
 BEGIN = "<!-- compare.py: generated table, begin -->"
 END = "<!-- compare.py: generated table, end -->"
 
+# one colour and marker per system in every plot and every run, whichever subset of systems a run has
+# (bm25 … hsa-memory keep the colours of the plots made before infllm existed)
+SYSTEM_STYLES = {
+    "bm25+reader": {"color": "C0", "marker": "o"},
+    "dense+reader": {"color": "C1", "marker": "s"},
+    "full-context": {"color": "C2", "marker": "D"},
+    "hsa-memory": {"color": "C3", "marker": "^"},
+    "infllm": {"color": "C4", "marker": "v"},
+}
+
+
+def system_style(system: str, index: int) -> dict:
+    """The fixed style of a known system; an unknown one gets the next free colour of the cycle."""
+    return SYSTEM_STYLES.get(system, {"color": f"C{len(SYSTEM_STYLES) + index}", "marker": "<>p*h"[index % 5]})
+
 
 def rescore(result: dict) -> dict:
     """Answer metrics recomputed from the stored predictions (a metric fix then reaches runs made before it)."""
@@ -92,8 +107,8 @@ def plot(rows: list[dict], folder: Path) -> list[Path]:
     sizes = sorted({r["size"] for r in done})
     paths = []
     # one colour and marker per system in every panel (full-context has no recall line: a colour cycle
-    # per panel would give the next system its colour)
-    style = {system: {"color": f"C{i}", "marker": "osD^v<>"[i % 7]} for i, system in enumerate(systems)}
+    # per panel would give the next system its colour) and in every run
+    style = {system: system_style(system, i) for i, system in enumerate(systems)}
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for system in systems:

@@ -1,4 +1,4 @@
-"""The four systems of ``bench/compare.py`` behind one small interface: ingest a workload, search, answer.
+"""The five systems of ``bench/compare.py`` behind one small interface: ingest a workload, search, answer.
 
 ``ingest`` returns the seconds it took (chunking and tokenisation included: every system pays for
 them), ``retrieve`` returns chunk positions best first (None where nothing is retrieved),
@@ -14,11 +14,12 @@ from typing import Protocol
 import torch
 
 from compare_chunks import build_stream, make_chunks
+from compare_infllm import InfLLM, InfLLMConfig
 from compare_readers import BASE_CONTEXT, FullContext, load_base_reader, rag_answer
 from compare_retrievers import BM25Retriever, DenseRetriever, MiniLMEncoder
 from compare_workloads import Workload
 
-SYSTEMS = ("hsa-memory", "bm25+reader", "dense+reader", "full-context")
+SYSTEMS = ("hsa-memory", "bm25+reader", "dense+reader", "full-context", "infllm")
 
 
 class System(Protocol):
@@ -181,6 +182,41 @@ class FullContextSystem:
         self.context = None
 
 
+class InfLLMSystem:
+    """Training-free block retrieval on the base SmolLM2 in the style of InfLLM (``compare_infllm``): the
+    stream's K/V and representative keys per 64-token block on disk, each layer reading its top-K blocks."""
+
+    name = "infllm"
+    state_where = "disk"
+
+    def __init__(self, folder: Path, device: str = "cpu", top_k: int = 8):
+        self.folder = folder
+        self.reader = load_base_reader(device)
+        self.infllm = InfLLM(self.reader, InfLLMConfig(top_k=top_k))
+        self.memory = None
+
+    def ingest(self, workload: Workload) -> float:
+        started = time.perf_counter()
+        stream = build_stream(workload.messages, self.reader.tokenizer)
+        # one folder per workload: two workers may ingest a size's workloads side by side
+        self.path = self.folder / f"infllm-{workload.task}"
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.memory = self.infllm.ingest(stream.ids, self.path)
+        return time.perf_counter() - started
+
+    def retrieve(self, question: str, k: int) -> list[int]:
+        return self.infllm.retrieve(self.memory, question, k)
+
+    def answer(self, question: str, max_new_tokens: int) -> str:
+        return self.infllm.answer(self.memory, question, max_new_tokens)
+
+    def state_bytes(self) -> int:
+        return folder_bytes(self.path)
+
+    def close(self) -> None:
+        self.memory = None
+
+
 def make_system(name: str, folder: Path, device: str = "cpu", checkpoint: str | None = None,
                 top_k: int = 8) -> System:
     torch.manual_seed(0)
@@ -190,4 +226,6 @@ def make_system(name: str, folder: Path, device: str = "cpu", checkpoint: str | 
         return RagSystem(name.split("+")[0], folder, device, top_k)
     if name == "full-context":
         return FullContextSystem(device)
+    if name == "infllm":
+        return InfLLMSystem(folder, device, top_k)
     raise ValueError(f"unknown system {name!r}; choose from {list(SYSTEMS)}")
