@@ -189,6 +189,8 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="keeps workloads, stores and per-run results")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: torch's default)")
     parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md and bench/compare_*.png")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: tabulate what --workdir holds, missing cells marked 'not run'")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-size", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -221,6 +223,9 @@ def main() -> None:
             path = result_path(workdir, system, size)
             if system == "full-context" and size > 8192:
                 rows.append({"system": system, "size": size, "skipped": "n/a: over the 8K window"})
+                continue
+            if not path.exists() and args.report_only:
+                rows.append({"system": system, "size": size, "skipped": "not run"})
                 continue
             if not path.exists():
                 ensure_workloads(size)  # only sizes that still have work: a finished size is not regenerated

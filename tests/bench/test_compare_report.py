@@ -70,3 +70,29 @@ def test_rescore_recomputes_answer_metrics_from_predictions():
                                             "em": 0.0, "match": 0.0, "f1": 0.0}]}]}
     q = rescore(result)["workloads"][0]["questions"][0]
     assert q["match"] == 1.0 and q["em"] == 0.0 and q["f1"] == pytest.approx(4 / 7)  # 2 of 5 words, 2 of 2
+
+
+def test_report_only_runs_nothing_and_marks_missing_cells(tmp_path):
+    """--report-only tabulates a workdir as it is: a finished cell is read, a missing one is 'not run'."""
+    import json
+    import subprocess
+    import sys
+
+    from compare import BENCH, result_path
+
+    done = {"system": "bm25+reader", "size": 8192, "state_where": "disk", "load_seconds": 0.1,
+            "rss_after_load_mb": 900, "peak_rss_mb": 900, "peak_rss_after_load_mb": 900,
+            "workloads": [{"task": "niah", "tokens": 8000, "seed": 1, "ingest_seconds": 0.1, "state_bytes": 80_000,
+                           "dropped": 0, "peak_rss_mb": 900, "peak_rss_after_load_mb": 900,
+                           "questions": [{"question": "q?", "answer": "7", "kind": "mq", "evidence": [3],
+                                          "prediction": "It is 7.", "retrieved": [3, 1], "retrieve_seconds": 0.01,
+                                          "latency": 1.5, "recall": 1.0, "em": 0.0, "match": 1.0, "f1": 0.5}]}]}
+    path = result_path(tmp_path, "bm25+reader", 8192)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(done))
+    out = subprocess.run([sys.executable, str(BENCH / "compare.py"), "--sizes", "8K", "--systems",
+                          "bm25+reader,hsa-memory", "--workdir", str(tmp_path), "--report-only"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "| hsa-memory | 8K |" in out and "not run" in out
+    assert "| bm25+reader | 8K | 8,000 | 1 |" in out
+    assert not (tmp_path / "workloads").exists()  # nothing was generated, nothing ran
