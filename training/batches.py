@@ -84,10 +84,21 @@ def evidence_chunks(example, question, spans, tokenizer, chunk_size: int) -> set
         if not hits:
             found.update(p // chunk_size for p in range(start, stop))
             continue
-        head = f"<|im_start|>{message.role}\n" + message.content[: min(hits)]
-        position = start + len(tokenizer.encode(head, add_special_tokens=False).ids)
-        found.add(min(position, stop - 1) // chunk_size)
+        found.add(_chunk_of_char(message, min(hits), spans[message_id], tokenizer, chunk_size))
     return found
+
+
+def _chunk_of_char(message, hit: int, span: tuple[int, int], tokenizer, chunk_size: int) -> int:
+    """The chunk of the token that holds character ``hit`` of ``message``'s content, from the turn's offsets.
+
+    (Encoding the text before it alone can land one token late: there the space before a value is a token
+    of its own, while in the turn it merges into the value's first token.)
+    """
+    start, stop = span
+    offset = len(f"<|im_start|>{message.role}\n") + hit
+    turn = tokenizer.encode(render_turn(message.role, message.content), add_special_tokens=False)
+    index = next((k for k, (_, end) in enumerate(turn.offsets) if end > offset), len(turn.ids) - 1)
+    return min(start + index, stop - 1) // chunk_size
 
 
 def decoy_chunks(example, question, spans, tokenizer, chunk_size: int) -> set[int]:
@@ -105,13 +116,7 @@ def decoy_chunks(example, question, spans, tokenizer, chunk_size: int) -> set[in
         hit = match.start() if match else message.content.find(text)
         if hit < 0:
             continue
-        start, stop = spans[message_id]
-        # the token holding the decoy's first character, from the turn's offsets (encoding the text before it
-        # alone can land one token late, when the space before the value merges into the value's token)
-        offset = len(f"<|im_start|>{message.role}\n") + hit
-        turn = tokenizer.encode(render_turn(message.role, message.content), add_special_tokens=False)
-        index = next((k for k, (_, end) in enumerate(turn.offsets) if end > offset), len(turn.ids) - 1)
-        found.add(min(start + index, stop - 1) // chunk_size)
+        found.add(_chunk_of_char(message, hit, spans[message_id], tokenizer, chunk_size))
     return found
 
 
