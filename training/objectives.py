@@ -84,27 +84,17 @@ def retrieval_loss(captures: list, evidence: list[list[int]], answer_starts: lis
     Returns (loss or None when no row has a visible evidence chunk, stats with top-1 / in-top-K rates).
     """
     losses, top1, total = [], 0.0, 0
-    for queries, landmarks in captures:
-        B, T, HK, Rh = queries.shape
-        C = landmarks.shape[1]
-        lm = landmarks.view(B, C, HK, Rh)
-        for row in range(B):
-            start = answer_starts[row] - 1
-            if start < 0 or not evidence[row]:
-                continue
-            stop = _reply_positions(row, answer_starts, labels)[1]
-            visible = min(start // chunk_size, C)  # chunks every reply position may read
-            targets = [e for e in evidence[row] if e < visible]
-            if not targets:
-                continue
-            q = queries[row, start:stop].float()  # (t, HK, Rh)
-            scores = torch.einsum("thr,chr->thc", q, lm[row, :visible].float())  # (t, HK, c)
-            logp = F.log_softmax(scores, dim=-1)
-            target = torch.tensor(targets, device=scores.device)
-            losses.append(-torch.logsumexp(logp[..., target], dim=-1).mean())
-            best = scores.argmax(-1)  # (t, HK)
-            top1 += float(torch.isin(best, target).float().mean())
-            total += 1
+    for row, q, lm, visible in _reply_rows(captures, answer_starts, labels, chunk_size):
+        targets = [e for e in evidence[row] if e < visible]
+        if not targets:
+            continue
+        scores = torch.einsum("thr,chr->thc", q, lm[:visible].float())  # (t, HK, c)
+        logp = F.log_softmax(scores, dim=-1)
+        target = torch.tensor(targets, device=scores.device)
+        losses.append(-torch.logsumexp(logp[..., target], dim=-1).mean())
+        best = scores.argmax(-1)  # (t, HK)
+        top1 += float(torch.isin(best, target).float().mean())
+        total += 1
     if not losses:
         return None, {}
     return torch.stack(losses).mean(), {"retrieval_top1": top1 / total, "retrieval_rows": total}
@@ -132,31 +122,36 @@ def decoy_loss(captures: list, evidence: list[list[int]], decoys: list[list[int]
     outscores every decoy — and ``decoy_rows``).
     """
     losses, top1, total = [], 0.0, 0
+    for row, q, lm, visible in _reply_rows(captures, answer_starts, labels, chunk_size):
+        targets = sorted({e for e in evidence[row] if e < visible})
+        negatives = sorted({d for d in decoys[row] if d < visible} - set(targets))
+        if not targets or not negatives:
+            continue
+        chosen = torch.tensor(targets + negatives, device=q.device)
+        scores = torch.einsum("thr,chr->thc", q, lm[chosen].float())  # (t, HK, |E|+|D|)
+        logp = F.log_softmax(scores, dim=-1)
+        losses.append(-torch.logsumexp(logp[..., :len(targets)], dim=-1).mean())
+        # strictly above the best decoy: a tie (e.g. collapsed landmarks) is not a win
+        wins = scores[..., :len(targets)].amax(-1) > scores[..., len(targets):].amax(-1)  # (t, HK)
+        top1 += float(wins.float().mean())
+        total += 1
+    if not losses:
+        return None, {}
+    return torch.stack(losses).mean(), {"decoy_top1": top1 / total, "decoy_rows": total}
+
+
+def _reply_rows(captures: list, answer_starts: list[int], labels: torch.Tensor | None, chunk_size: int):
+    """Per HSA layer and row with a reply: (row, the reply-predicting queries (t, HK, Rh) in fp32, the row's
+    landmarks (C, HK, Rh), how many chunks every one of those positions may read)."""
     for queries, landmarks in captures:
         B, T, HK, Rh = queries.shape
         C = landmarks.shape[1]
         lm = landmarks.view(B, C, HK, Rh)
         for row in range(B):
             start, stop = _reply_positions(row, answer_starts, labels)
-            if start < 0 or not evidence[row] or not decoys[row]:
+            if start < 0:
                 continue
-            visible = min(start // chunk_size, C)
-            targets = sorted({e for e in evidence[row] if e < visible})
-            negatives = sorted({d for d in decoys[row] if d < visible} - set(targets))
-            if not targets or not negatives:
-                continue
-            chosen = torch.tensor(targets + negatives, device=queries.device)
-            q = queries[row, start:stop].float()  # (t, HK, Rh)
-            scores = torch.einsum("thr,chr->thc", q, lm[row, chosen].float())  # (t, HK, |E|+|D|)
-            logp = F.log_softmax(scores, dim=-1)
-            losses.append(-torch.logsumexp(logp[..., :len(targets)], dim=-1).mean())
-            # strictly above the best decoy: a tie (e.g. collapsed landmarks) is not a win
-            wins = scores[..., :len(targets)].amax(-1) > scores[..., len(targets):].amax(-1)  # (t, HK)
-            top1 += float(wins.float().mean())
-            total += 1
-    if not losses:
-        return None, {}
-    return torch.stack(losses).mean(), {"decoy_top1": top1 / total, "decoy_rows": total}
+            yield row, queries[row, start:stop].float(), lm[row], min(start // chunk_size, C)
 
 
 def _reply_positions(row: int, answer_starts: list[int], labels: torch.Tensor | None) -> tuple[int, int]:
