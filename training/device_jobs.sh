@@ -15,10 +15,10 @@ REPO=${REPO:-$(pwd)}
 RUN=/root/${RUN:-run10}
 RESUME=${RESUME:-$REPO/model/assets/hsa-smollm2-135m.safetensors}
 collect() {
-  tail -n 12 $RUN/train.log; tail -n 4 /root/niah.log /root/api-build.log
+  tail -n 12 $RUN/train.log; tail -n 12 /root/baseline.log; tail -n 4 /root/niah.log /root/api-build.log 2>/dev/null
   nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader
   cp $RUN/checkpoint.safetensors $RUN/metrics.jsonl $RUN/train.log /root/niah.json /root/niah.log \
-     /root/api-build.log "$OUT"/ 2>/dev/null
+     /root/api-build.log /root/baseline.log "$OUT"/ 2>/dev/null
   [ -f $RUN/eval.jsonl ] && cp $RUN/eval.jsonl "$OUT"/
   [ -f "${HSA_MEMORY_CORPORA:-$HOME/.cache/hsa-memory/corpora}/dialogue.jsonl.zst" ] && \
     cp "${HSA_MEMORY_CORPORA:-$HOME/.cache/hsa-memory/corpora}/dialogue.jsonl.zst" "$OUT"/
@@ -31,17 +31,26 @@ start)
   # DIALOGUE=N: the base model first writes ~N exchanges of filler dialogue (training.write_dialogue, ~1-2
   # min on the GPU; about half survive its filters) and training mixes them in (--filler corpora+dialogue);
   # `check` must then wait longer (e.g. `check 240`)
-  FILLER=corpora; WRITE=true
+  # (a failed write must not cost the run: training then falls back to the corpora filler alone)
+  WRITE=false
   if [ "${DIALOGUE:-0}" -gt 0 ]; then
-    FILLER=corpora+dialogue
     WRITE="python3 -m hsa_memory.training.write_dialogue --exchanges $DIALOGUE --device cuda --batch-size 256"
   fi
-  setsid nohup bash -c "$WRITE && exec python3 -m hsa_memory.training.train --resume $RESUME --seed ${SEED:-10} \
+  setsid nohup bash -c "if $WRITE; then FILLER=corpora+dialogue; else FILLER=corpora; fi; echo filler \$FILLER; \
+    exec python3 -m hsa_memory.training.train --resume $RESUME --seed ${SEED:-10} \
     --out $RUN --backend triton --steps ${STEPS:-2000} --seq-len 4096 --batch 16 --lr 5e-4 --warmup-steps 10 \
     --encoder-lr-scale 0.1 --retrieval-weight 0.3 --decoy-weight ${DECOY:-0} --kl-weight 0.5 --kl-positions 256 --distill-weight 0.2 \
     --mix agent_memory:0.6,s_niah:0.15,mq_niah:0.15,variable_tracking:0.1 --checkpointing --workers 10 \
     --time-budget ${BUDGET:-720} --save-every 25 \
-    --filler $FILLER --eval s_niah:8192,agent_memory:8192,mq_niah:8192,agent_memory:2048" > $RUN/train.log 2>&1 < /dev/null &
+    --filler \$FILLER --eval s_niah:8192,agent_memory:8192,mq_niah:8192,agent_memory:2048" > $RUN/train.log 2>&1 < /dev/null &
+  # BASELINE=1: the weights being resumed, evaluated on the run's own held-out sets (same machine, same
+  # examples) so the end-of-run eval has its comparison; EXTRAS=0 skips niah.py and api.py (measured in
+  # session 5) so training has the GPU to itself
+  if [ "${BASELINE:-1}" = 1 ]; then
+    setsid nohup python3 -m hsa_memory.training.evaluate --checkpoint $RESUME --device cuda --count 16 \
+      --eval s_niah:8192,agent_memory:8192,mq_niah:8192,agent_memory:2048 > /root/baseline.log 2>&1 < /dev/null &
+  fi
+  [ "${EXTRAS:-1}" = 1 ] || exit 0
   setsid nohup python3 $REPO/bench/niah.py --device cuda --lengths 16K,64K,256K --depths 0,0.25,0.5,0.75,1 \
     --count 1 --tasks s_niah,mq_niah,vt --json /root/niah.json > /root/niah.log 2>&1 < /dev/null &
   setsid nohup python3 $REPO/bench/api.py --device cuda --sizes 100K,1M,16M --real-upto 100K --asks 1 \
@@ -49,7 +58,7 @@ start)
   ;;
 check)  # 90 s after start: each job must still be running and training must have logged a step
   sleep ${2:-90}
-  for log in $RUN/train.log /root/niah.log /root/api-build.log; do
+  for log in $RUN/train.log /root/baseline.log /root/niah.log /root/api-build.log; do
     if grep -q "Traceback" $log 2>/dev/null; then echo "FAILED: $log"; tail -n 5 $log; fi
   done
   grep -q "step 0 " $RUN/train.log || { echo "training has not started"; tail -n 20 $RUN/train.log; exit 1; }
