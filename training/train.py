@@ -64,13 +64,15 @@ def parse_args(argv=None):
                    help="processes tokenising examples; 0 = in this process (tests, quick CPU checks)")
     p.add_argument("--time-budget", type=float, default=0, help="seconds; stop and checkpoint before this")
     p.add_argument("--save-every", type=int, default=100)
-    p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--gumbel", type=float, default=1.0, help="0 turns off Gumbel noise on selection")
     p.add_argument("--checkpointing", action="store_true", help="recompute layers in backward (less memory)")
     p.add_argument("--eval", default="s_niah:2048,s_niah:8192", help="task:length pairs evaluated at the end")
     p.add_argument("--eval-count", type=int, default=16)
+    p.add_argument("--eval-filler", default="corpora", choices=list(FILLERS),
+                   help="filler of the end-of-run held-out sets: corpora alone by default, so runs trained with "
+                        "or without written dialogue are judged on the same examples as the weights they resume")
     p.add_argument("--backend", default="auto", choices=["auto", "reference", "triton"],
                    help="kernels for SWA, top-K and HSA attention (check with training.backend_parity first)")
     return p.parse_args(argv)
@@ -265,7 +267,7 @@ def train(args) -> dict:
     evals = []
     for item in filter(None, args.eval.split(",")):
         task, _, length = item.partition(":")
-        evals.append(evaluate(model, task, int(length), count=args.eval_count, filler=args.filler))
+        evals.append(evaluate(model, task, int(length), count=args.eval_count, filler=args.eval_filler))
         log.info("eval %s", evals[-1])
     with open(args.out / "eval.jsonl", "a") as handle:
         for result in evals:
