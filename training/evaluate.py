@@ -120,14 +120,21 @@ def main(argv=None) -> None:
                    help="corpora+dialogue adds the base model's written dialogue (training.write_dialogue)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--topk", type=int, help="routing top-K at inference (default: the checkpoint's config)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model("hsa-smollm2-135m", checkpoint=args.checkpoint, device=args.device).model.eval()
+    if args.topk:
+        # a runtime field (model/checkpoint.py): every HSA layer's router and the metrics' K alike
+        model.config.hsa_topk = args.topk
+        for module in model.modules():
+            if hasattr(module, "retrieval") and hasattr(module.retrieval, "topk"):
+                module.retrieval.topk = args.topk
     for item in filter(None, args.eval.split(",")):
         task, _, length = item.partition(":")
         result = evaluate(model, task, int(length), count=args.count, filler=args.filler)
-        print(json.dumps({"checkpoint": str(args.checkpoint), **result}), flush=True)
+        print(json.dumps({"checkpoint": str(args.checkpoint), "topk": model.config.hsa_topk, **result}), flush=True)
 
 
 if __name__ == "__main__":
