@@ -10,8 +10,10 @@ CUDA-graph replays (the launches of one step are a few microseconds of GPU work 
 
 Landmark top-K for decode (at most 16 queries) runs ``landmark_topk_decode`` (many-slice scan + K-slice
 merge); ``decode`` times it (and its scan alone) beside the old streaming scan (``landmark_topk_forward``)
-and ``torch.topk(q @ Lᵀ)``; ``sweep`` times its settings at 16M tokens. ``--only decode,sweep,prefill``
-takes about 2-3 minutes on an H100.
+and ``torch.topk(q @ Lᵀ)``, and its opt-in merges side by side in the same run: ``topk_fold_us`` (merge
+kernel, bitonic folds), ``topk_ticket_us`` (merge fused into the scan by an atomic ticket, bitonic folds);
+``sweep`` times its settings at 16M tokens (more merge variants: ticket + sort, ticket with 8 tiles per
+slice, a one-warp fold merge kernel). ``--only decode,sweep,prefill`` takes about 2-3 minutes on an H100.
 """
 from __future__ import annotations
 
@@ -140,9 +142,11 @@ def training(lengths, ks):
 
 
 def decode(memories, topk=32, R=256):
-    """One decode step per memory size: the decode top-K path (``topk_us``; its scan alone, ``scan_us``),
-    the old streaming scan (``topk_old_us``), plain PyTorch, HSA over the chosen chunks, and 16 queries
-    at the largest memory (``decode16`` rows)."""
+    """One decode step per memory size: the decode top-K path (``topk_us``, the default merge; its scan alone,
+    ``scan_us``), its opt-in merges in the same run (``topk_fold_us``: merge kernel with bitonic folds;
+    ``topk_ticket_us``: the merge fused into the scan by a ticket, with folds; ``*_same``: bit-identical to
+    the default), the old streaming scan (``topk_old_us``), plain PyTorch, HSA over the chosen chunks, and
+    4 and 16 queries at the largest memory (``decode_queries`` rows)."""
     from hsa_memory.kernels.topk_retrieval.triton import landmark_topk_decode, landmark_topk_forward
 
     HQ, HK, D = 16, 1, 64
@@ -162,6 +166,11 @@ def decode(memories, topk=32, R=256):
             w = scores.softmax(-1).to(DT)
             old = landmark_topk_forward(qr, lm, topk, vis, 1.0, None)
             out["same_as_old"] = bool(torch.equal(old[1].sort(-1).values, idx.sort(-1).values))
+            # the opt-in merges: the same chunks in the same order and the same scores, bit for bit
+            variants = {"fold": dict(merge="kernel", merge_by="fold"), "ticket": dict(merge="ticket", merge_by="fold")}
+            for name, kw in variants.items():
+                s_v, i_v = landmark_topk_decode(qr, lm, topk, vis, 1.0, None, **kw)
+                out[f"{name}_same"] = bool(torch.equal(i_v, idx) and torch.equal(s_v, scores))
             lm2 = lm.view(N, R)
             tt = torch.topk((qr.view(1, R).float() @ lm2.float().T), topk).indices
             out["same_as_fp32_torch"] = bool(torch.equal(tt.sort(-1).values.view(-1), idx.sort(-1).values.view(-1)))
@@ -174,6 +183,9 @@ def decode(memories, topk=32, R=256):
                 out["topk_us"] = 1e3 * ms(lambda: landmark_topk_triton(qr, lm, topk, vis), graph=True, rep=GRAPH_REP)
                 out["scan_us"] = 1e3 * ms(lambda: landmark_topk_decode(qr, lm, topk, vis, 1.0, None, scan_only=True),
                                           graph=True, rep=GRAPH_REP)
+                for name, kw in variants.items():
+                    out[f"topk_{name}_us"] = 1e3 * ms(lambda: landmark_topk_decode(qr, lm, topk, vis, 1.0, None, **kw),
+                                                      graph=True, rep=GRAPH_REP)
                 out["topk_old_us"] = 1e3 * ms(lambda: landmark_topk_forward(qr, lm, topk, vis, 1.0, None),
                                               graph=True, rep=GRAPH_REP)
                 out["hsa_us"] = 1e3 * ms(lambda: hsa_attention_triton(q, mk, mv, idx, w), graph=True, rep=GRAPH_REP)
@@ -186,6 +198,7 @@ def decode(memories, topk=32, R=256):
             out["floor_us_at_3TBps"] = floor_bytes / 3.0e12 * 1e6
             out["step_GBps"] = floor_bytes / (out["step_us"] * 1e-6) / 1e9
             out["topk_GBps"] = N * R * 2 / (out["topk_us"] * 1e-6) / 1e9
+            out["topk_ticket_GBps"] = N * R * 2 / (out["topk_ticket_us"] * 1e-6) / 1e9
             out["scan_GBps"] = N * R * 2 / (out["scan_us"] * 1e-6) / 1e9
             try:
                 with torch.no_grad():
@@ -213,6 +226,14 @@ def decode(memories, topk=32, R=256):
                                                graph=True, rep=GRAPH_REP),
                        "torch_topk_us": 1e3 * ms(lambda: torch.topk(qr.view(T, R) @ lm.view(N, R).T, topk),
                                                  graph=True, rep=GRAPH_REP)}
+                # the opt-in merges (the ticket merge takes the T rows one after another in one program)
+                base = landmark_topk_triton(qr, lm, topk, vis)
+                for name, kw in (("fold", dict(merge="kernel", merge_by="fold")),
+                                 ("ticket", dict(merge="ticket", merge_by="fold"))):
+                    fn = lambda kw=kw: landmark_topk_decode(qr, lm, topk, vis, 1.0, None, **kw)
+                    s_v, i_v = fn()
+                    out[f"{name}_same"] = bool(torch.equal(i_v, base[1]) and torch.equal(s_v, base[0]))
+                    out[f"topk_{name}_us"] = 1e3 * ms(fn, graph=True, rep=GRAPH_REP)
             out["topk_GBps"] = N * R * 2 / (out["topk_us"] * 1e-6) / 1e9
             return out
 
@@ -223,7 +244,9 @@ def decode_topk_sweep(M=16 * 2 ** 20, topk=32, R=256):
     """Decode-path settings for one query (and 16) against the largest memory: the bandwidth-bound case.
 
     Knobs: landmark tile (block_n), landmark-dimension step (block_r), tiles per slice (None: the
-    default slicing, about 8 programs per SM), warps, pipeline stages. ``scan_us`` is the scan alone.
+    default slicing, about 4 programs per SM), warps, pipeline stages, and the merge (``merge``: "kernel" or
+    "ticket", ``merge_by``: "sort" or "fold", ``merge_warps`` of the merge kernel; None: the default).
+    ``scan_us`` is the scan alone (timed once per scan setting).
     """
     from hsa_memory.kernels.topk_retrieval.triton import landmark_topk_decode
 
@@ -236,10 +259,15 @@ def decode_topk_sweep(M=16 * 2 ** 20, topk=32, R=256):
         (1, 128, 64, None, 4, 4),
         (16, 128, 64, None, 4, 3), (16, 64, 64, None, 4, 3), (16, 128, 64, 4, 8, 3),
     ]
-    refs = {}
-    for T, block_n, block_r, tiles, warps, stages in configs:
+    configs = [c + (None, None, None) for c in configs]
+    # the opt-in merges beyond those ``decode`` times (kernel + fold, ticket + fold at the default slicing):
+    # ticket + sort, ticket + fold on fewer and wider slices (8 tiles: half the slices), a one-warp fold merge
+    configs += [(1, 128, 64, None, 4, 3, "ticket", "sort", None), (1, 128, 64, 8, 4, 3, "ticket", "fold", None),
+                (1, 128, 64, None, 4, 3, "kernel", "fold", 1)]
+    refs, scans = {}, {}
+    for T, block_n, block_r, tiles, warps, stages, merge, merge_by, merge_warps in configs:
         row = {"queries": T, "block_n": block_n, "block_r": block_r, "tiles_per_slice": tiles, "num_warps": warps,
-               "num_stages": stages}
+               "num_stages": stages, "merge": merge, "merge_by": merge_by, "merge_warps": merge_warps}
 
         def body():
             if T not in refs:
@@ -248,12 +276,15 @@ def decode_topk_sweep(M=16 * 2 ** 20, topk=32, R=256):
                 refs[T] = (qr, vis, landmark_topk_decode(qr, lm, topk, vis, 1.0, None)[1].sort(-1).values)
             qr, vis, ref = refs[T]
             kw = dict(block_n=block_n, block_r=block_r, tiles_per_slice=tiles, num_warps=warps, num_stages=stages)
-            fn = lambda: landmark_topk_decode(qr, lm, topk, vis, 1.0, None, **kw)
+            merge_kw = dict(merge=merge, merge_by=merge_by, merge_warps=merge_warps)
+            fn = lambda: landmark_topk_decode(qr, lm, topk, vis, 1.0, None, **kw, **merge_kw)
             same = bool(torch.equal(fn()[1].sort(-1).values, ref))
             t = 1e3 * ms(fn, graph=True, rep=GRAPH_REP)
-            t_scan = 1e3 * ms(lambda: landmark_topk_decode(qr, lm, topk, vis, 1.0, None, scan_only=True, **kw),
-                              graph=True, rep=GRAPH_REP)
-            return {"us": t, "scan_us": t_scan, "GBps": N * R * 2 / (t * 1e-6) / 1e9, "same_as_default": same}
+            key = (T, block_n, block_r, tiles, warps, stages)
+            if key not in scans:
+                scans[key] = 1e3 * ms(lambda: landmark_topk_decode(qr, lm, topk, vis, 1.0, None, scan_only=True, **kw),
+                                      graph=True, rep=GRAPH_REP)
+            return {"us": t, "scan_us": scans[key], "GBps": N * R * 2 / (t * 1e-6) / 1e9, "same_as_default": same}
 
         attempt("decode_topk_sweep", row, body)
     ok = [r for r in ROWS.get("decode_topk_sweep", []) if "us" in r and r["queries"] == 1]

@@ -2,7 +2,8 @@
 
 ``python -m kernels.topk_retrieval.compile_report [NAME FILTER]`` from the repo root compiles the configurations the benchmark
 launches for R = 256, bf16, K = 32 with ``triton.compile(..., target=GPUTarget("cuda", 90, 32))`` and
-prints ``cuobjdump --dump-resource-usage`` for each (STACK > 0 means spilled registers).
+prints ``cuobjdump --dump-resource-usage`` for each (STACK > 0 means spilled registers), the opt-in decode
+merges included (the scan with the ticket merge fused in, sorting or folding; the fold merge kernel).
 """
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ def _cuobjdump():
     return here if os.path.exists(here) else "cuobjdump"
 
 
-def compile_report(kernel, args: dict, num_warps=4, num_stages=3):
-    """args: name -> a type string ("*bf16", "i32:16" = i32 divisible by 16, ...) or a constexpr value."""
+def compile_report(kernel, args: dict, num_warps=4, num_stages=3, ptx=None):
+    """args: name -> a type string ("*bf16", "i32:16" = i32 divisible by 16, ...) or a constexpr value.
+
+    ``ptx``: a path to write the kernel's PTX to (to read how atomics and barriers were lowered)."""
     signature, constexprs, attrs = {}, {}, {}
     for i, name in enumerate(kernel.arg_names):
         v = args[name]
@@ -49,6 +52,9 @@ def compile_report(kernel, args: dict, num_warps=4, num_stages=3):
         out = subprocess.run([_cuobjdump(), "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
     m = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+)", out)
     regs, stack, shared = (int(x) for x in m.groups())
+    if ptx:
+        with open(ptx, "w") as f:
+            f.write(ck.asm["ptx"])
     ptx = ck.asm["ptx"]
     return {"regs": regs, "stack": stack, "smem_KiB": round((shared + ck.metadata.shared) / 1024, 1),
             "wgmma": "wgmma" in ptx, "cp.async": "cp.async" in ptx or "cp.async.bulk" in ptx}
@@ -70,26 +76,34 @@ def old_decode_scan(dtype="bf16", K=32, block_n=64, block_r=256, warps=4, stages
     return compile_report(tk.topk_scan_kernel, args, warps, stages)
 
 
-def decode_scan(dtype="bf16", K=32, T=1, HK=1, block_n=128, block_r=64, multi=False, gumbel=False, warps=4, stages=3):
-    kpad = max(4, triton.next_power_of_2(K))
-    args = dict(q_ptr="*" + dtype, l_ptr="*" + dtype, vis_ptr="*i64", part_ptr="*i64", max_ptr="*i64", **STRIDES,
-                T=T if T == 1 else "i32", HK=HK, N="i32:16", R="i32:16", slice_n="i32:16", n_slices="i32",
-                scale="fp32", seed_hash="i64",
-                TOPK_PAD=kpad, BLOCK_Q=triton.next_power_of_2(T), QPAD=16, BLOCK_N=block_n, BLOCK_R=block_r,
-                LOG_N_OVER_K=tk._log2(block_n // kpad), MULTI_TILE=multi, GUMBEL=gumbel,
-                DOT_PRECISION="ieee" if dtype == "fp32" else "tf32")
-    return compile_report(tk.topk_decode_scan_kernel, args, warps, stages)
-
-
-def decode_merge(dtype="bf16", K=32, n_slices=1024, gumbel=False, warps=None):
+def _merge_consts(K, n_slices, fold):
     kpad = max(4, triton.next_power_of_2(K))
     spad = triton.next_power_of_2(n_slices)
     nsel = min(spad, kpad)
+    return dict(SPAD=spad, NSEL=nsel, LOG_S_OVER_SEL=tk._log2(spad // nsel), LOG_SEL=tk._log2(nsel),
+                LOG_TOPK=tk._log2(kpad), FOLD=fold)
+
+
+def decode_scan(dtype="bf16", K=32, T=1, HK=1, block_n=128, block_r=64, multi=False, gumbel=False, warps=4, stages=3,
+                ticket=False, fold=False, n_slices=512, ptx=None):
+    kpad = max(4, triton.next_power_of_2(K))
+    args = dict(q_ptr="*" + dtype, l_ptr="*" + dtype, vis_ptr="*i64", part_ptr="*i64", max_ptr="*i64",
+                score_ptr="*fp32", index_ptr="*i64", count_ptr="*i32", **STRIDES,
+                T=T if T == 1 else "i32", HK=HK, N="i32:16", R="i32:16", slice_n="i32:16", n_slices="i32",
+                scale="fp32", seed_hash="i64", topk="i32",
+                TOPK_PAD=kpad, BLOCK_Q=triton.next_power_of_2(T), QPAD=16, BLOCK_N=block_n, BLOCK_R=block_r,
+                LOG_N_OVER_K=tk._log2(block_n // kpad), MULTI_TILE=multi, GUMBEL=gumbel,
+                DOT_PRECISION="ieee" if dtype == "fp32" else "tf32", TICKET=ticket, MERGE_BLOCK_R=min(block_r, 64),
+                **_merge_consts(K, n_slices, fold))
+    return compile_report(tk.topk_decode_scan_kernel, args, warps, stages, ptx)
+
+
+def decode_merge(dtype="bf16", K=32, n_slices=1024, gumbel=False, warps=None, fold=False):
+    consts = _merge_consts(K, n_slices, fold)
     args = dict(part_ptr="*i64", max_ptr="*i64", q_ptr="*" + dtype, l_ptr="*" + dtype, score_ptr="*fp32",
                 index_ptr="*i64", **STRIDES, T=1, HK=1, R=256, n_slices="i32:16", slice_n="i32:16", topk="i32",
-                scale="fp32", SPAD=spad, NSEL=nsel, TOPK_PAD=kpad, BLOCK_R=64,
-                LOG_S_OVER_SEL=tk._log2(spad // nsel), LOG_SEL=tk._log2(nsel), GUMBEL=gumbel)
-    width = max(spad, nsel * kpad)
+                scale="fp32", TOPK_PAD=max(4, triton.next_power_of_2(K)), BLOCK_R=64, GUMBEL=gumbel, **consts)
+    width = max(consts["SPAD"], consts["NSEL"] * args["TOPK_PAD"])
     return compile_report(tk.topk_decode_merge_kernel, args, warps or (4 if width <= 1024 else 8), 1)
 
 
@@ -113,6 +127,17 @@ def main():
         rows.append((f"decode merge K=32 slices={ns}", lambda ns=ns: decode_merge(n_slices=ns)))
     rows.append(("decode merge K=64 slices=1024", lambda: decode_merge(K=64)))
     rows.append(("decode merge K=32 slices=1024 gumbel", lambda: decode_merge(gumbel=True)))
+    # the merge variants (``merge`` / ``merge_by`` of landmark_topk_decode) at the H100's 16M-token slicing
+    rows.append(("decode merge K=32 slices=512 sort", lambda: decode_merge(n_slices=512)))
+    for ns in (512, 4096):
+        rows.append((f"decode merge K=32 slices={ns} fold", lambda ns=ns: decode_merge(n_slices=ns, fold=True)))
+    for fold in (False, True):
+        for T, gumbel in ((1, False), (1, True), (16, False)):
+            rows.append((f"decode scan+ticket T={T} multi gumbel={gumbel} fold={fold}",
+                         lambda T=T, gumbel=gumbel, fold=fold: decode_scan(T=T, multi=True, gumbel=gumbel,
+                                                                           ticket=True, fold=fold)))
+    rows.append(("decode scan+ticket T=1 fp32 multi fold", lambda: decode_scan(dtype="fp32", block_r=32, multi=True,
+                                                                               warps=8, ticket=True, fold=True)))
     only = sys.argv[1] if len(sys.argv) > 1 else ""
     for name, fn in rows:
         if only not in name:

@@ -19,6 +19,13 @@ keys once and keeps its slice's top-K, and writes that list and its maximum.
 with the largest maxima (a slice outside them has K larger maxima above its best element), so it sorts
 the slice maxima, gathers those K lists (K² keys) and sorts them. Its work is bounded by the slice
 count and K², not by the landmark count.
+Two opt-in variants of that merge (``merge`` / ``merge_by`` of ``landmark_topk_decode``, or the environment
+variables below), bit-identical in what they choose: ``merge="ticket"`` fuses it into the scan (each program
+takes a ticket from a per-(b, h) counter after writing its list; the program that takes the last ticket
+merges, then resets the counter), which saves the second launch; ``merge_by="fold"`` replaces its two sorts
+by bitonic top-K networks: the K largest slice maxima by sorting blocks of K and folding pairs of blocks,
+and the K lists, which arrive sorted, by folds only (log2 K rounds, each a bitonic merge of K keys per pair
+of lists, instead of one sort of K² keys).
 Nothing of size (queries × chunks) is ever stored.
 """
 from __future__ import annotations
@@ -52,6 +59,15 @@ DECODE_MAX_SLICES = 4096
 # "Kernels"), so it serves at most 16 queries everywhere; HSA_TOPK_DECODE=0 turns it off (the streaming
 # scan then serves decode too), HSA_TOPK_DECODE=1 forces it on.
 DECODE_SWITCH = os.environ.get("HSA_TOPK_DECODE", "auto")
+# The decode merge: "kernel" (a second launch, the default) or "ticket" (fused into the scan: the last program
+# of each (b, h) merges; taken for one query per (b, h) only, more queries keep the merge kernel, which
+# merges their rows in parallel). HSA_TOPK_DECODE_MERGE_BY: "sort" (the default) or "fold" (bitonic top-K
+# networks). Both new settings are opt-in until a GPU run has timed them and checked them (bench/kernels.py,
+# "decode" and "sweep"); their results equal the default's bit for bit.
+DECODE_MERGE = os.environ.get("HSA_TOPK_DECODE_MERGE", "kernel")
+DECODE_MERGE_BY = os.environ.get("HSA_TOPK_DECODE_MERGE_BY", "sort")
+# the ticket merge is taken by default (HSA_TOPK_DECODE_MERGE=ticket) up to this many queries per (b, h)
+DECODE_TICKET_MAX_QUERIES = 1
 
 
 def decode_path_enabled(device: torch.device) -> bool:
@@ -124,6 +140,58 @@ def _topk_update(best, key, LOG_N_OVER_K: tl.constexpr, INSERT_LIMIT: tl.constex
             best = tl.where(take, x[:, None], best)
             cand = tl.where(cand == x[:, None], SENT, cand)
     return best
+
+
+@triton.jit
+def _axis_bit(N_AXES: tl.constexpr, AXIS: tl.constexpr):
+    # 0, 1 along AXIS of a hypercube [2] * N_AXES (size 1 along the others, for broadcasting)
+    return tl.reshape(tl.arange(0, 2), [1] * AXIS + [2] + [1] * (N_AXES - AXIS - 1))
+
+
+@triton.jit
+def _bitonic_pass(h, S: tl.constexpr, DIR_BIT: tl.constexpr):
+    # h: keys as a hypercube [2] * n over their flat index (axis a holds index bit n - 1 - a). Sorts every
+    # bitonic run of 2**S consecutive keys: descending where index bit DIR_BIT is 0, ascending where it is 1,
+    # all descending when DIR_BIT >= n. One compare-exchange per bit S - 1 ... 0; an element's partner is its
+    # own key XOR the XOR of its pair along that axis (no data movement but one pairwise reduction).
+    n: tl.constexpr = len(h.shape)
+    for i in tl.static_range(S):
+        first = _axis_bit(n, n - S + i) == 0
+        if DIR_BIT < n:
+            take_max = first == (_axis_bit(n, n - 1 - DIR_BIT) == 0)
+        else:
+            take_max = first
+        other = h ^ tl.xor_sum(h, n - S + i, keep_dims=True)
+        h = tl.where((h > other) == take_max, h, other)
+    return h
+
+
+@triton.jit
+def _top_set(x, LOG_N: tl.constexpr, LOG_K: tl.constexpr):
+    # the 2**LOG_K largest of the 2**LOG_N keys of x, in no particular order, as a vector (bitonic top-K,
+    # LOG_N > LOG_K): sort blocks of 2**LOG_K keys, alternately descending and ascending; then fold pairs of
+    # blocks (the elementwise max of a descending and an ascending block holds the larger half of their union,
+    # as one bitonic run) and merge the runs alternately again, until one block remains
+    h = tl.reshape(x, [2] * LOG_N)
+    for s in tl.static_range(1, LOG_K + 1):
+        h = _bitonic_pass(h, s, s)
+    for i in tl.static_range(LOG_N - LOG_K):
+        h = tl.max(h, LOG_N - i - 1 - LOG_K)
+        if i < LOG_N - LOG_K - 1:
+            h = _bitonic_pass(h, LOG_K, LOG_K)
+    return tl.reshape(h, (2 ** LOG_K,))
+
+
+@triton.jit
+def _fold_lists(lists, LOG_L: tl.constexpr, LOG_K: tl.constexpr):
+    # lists (2**LOG_L, 2**LOG_K): even rows sorted descending, odd rows ascending. The 2**LOG_K largest of all,
+    # descending (1, 2**LOG_K): LOG_L rounds of folding pairs of rows and merging the bitonic results
+    # (alternately, the last one descending)
+    h = tl.reshape(lists, [2] * (LOG_L + LOG_K))
+    for i in tl.static_range(LOG_L):
+        h = tl.max(h, LOG_L - i - 1)
+        h = _bitonic_pass(h, LOG_K, LOG_K)
+    return tl.reshape(h, (1, 2 ** LOG_K))
 
 
 @triton.jit
@@ -228,15 +296,50 @@ def topk_finish_kernel(
 
 
 @triton.jit
+def _decode_merge_row(part_ptr, max_ptr, i_row, n_slices, slice_n,
+                      SPAD: tl.constexpr, NSEL: tl.constexpr, TOPK_PAD: tl.constexpr, LOG_S_OVER_SEL: tl.constexpr,
+                      LOG_SEL: tl.constexpr, LOG_TOPK: tl.constexpr, FOLD: tl.constexpr, CACHE: tl.constexpr):
+    # The top TOPK_PAD keys of one (b, t, h) row, best first (1, TOPK_PAD). They lie in the NSEL = min(slices, K)
+    # slices with the largest maxima: select those, gather their lists (NSEL × K keys, each sorted descending),
+    # merge. FOLD: bitonic selection and folds; else two full sorts.
+    offs_s = tl.arange(0, SPAD)
+    maxima = tl.load(max_ptr + i_row * n_slices + offs_s[None, :], mask=offs_s[None, :] < n_slices, other=SENT,
+                     cache_modifier=CACHE)
+    if LOG_S_OVER_SEL > 0:
+        if FOLD:
+            maxima = _top_set(maxima, LOG_S_OVER_SEL + LOG_SEL, LOG_SEL)  # (NSEL,), any order
+        else:
+            maxima = _leading(tl.sort(maxima, 1, descending=True), LOG_S_OVER_SEL)  # (1, NSEL)
+    maxima = tl.reshape(maxima, (NSEL,))
+    _, n = _unpack(maxima)
+    i_slice = tl.where(maxima != SENT, n // slice_n, 0)
+    cols = tl.arange(0, TOPK_PAD)[None, :]
+    if FOLD:
+        # odd rows read back to front: the lists alternate descending / ascending, as the folds want
+        cols = tl.where((tl.arange(0, NSEL) % 2 == 1)[:, None], TOPK_PAD - 1 - cols, cols)
+    cand = tl.load(part_ptr + (i_row * n_slices + i_slice[:, None]) * TOPK_PAD + cols,
+                   mask=(maxima != SENT)[:, None], other=SENT, cache_modifier=CACHE)
+    if FOLD:
+        top = _fold_lists(cand, LOG_SEL, LOG_TOPK)
+    else:
+        cand = tl.reshape(cand, (1, NSEL * TOPK_PAD))
+        top = _leading(tl.sort(cand, 1, descending=True), LOG_SEL)
+    return top
+
+
+@triton.jit
 def topk_decode_scan_kernel(
-    q_ptr, l_ptr, vis_ptr, part_ptr, max_ptr,
+    q_ptr, l_ptr, vis_ptr, part_ptr, max_ptr, score_ptr, index_ptr, count_ptr,
     stride_qb, stride_qt, stride_qh, stride_lb, stride_ln, stride_lh,
-    T, HK, N, R, slice_n, n_slices, scale, seed_hash,
+    T, HK, N, R, slice_n, n_slices, scale, seed_hash, topk,
     TOPK_PAD: tl.constexpr, BLOCK_Q: tl.constexpr, QPAD: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_R: tl.constexpr, LOG_N_OVER_K: tl.constexpr, MULTI_TILE: tl.constexpr, GUMBEL: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, TICKET: tl.constexpr, SPAD: tl.constexpr, NSEL: tl.constexpr,
+    LOG_S_OVER_SEL: tl.constexpr, LOG_SEL: tl.constexpr, LOG_TOPK: tl.constexpr, FOLD: tl.constexpr,
+    MERGE_BLOCK_R: tl.constexpr,
 ):
-    # program (slice, b·h): the slice's top-K for the (at most BLOCK_Q) queries of (b, h)
+    # program (slice, b·h): the slice's top-K for the (at most BLOCK_Q) queries of (b, h); with TICKET, the
+    # program that finishes last among the slices of (b, h) then merges them (see below)
     i_slice = tl.program_id(0).to(tl.int64)
     i_bh = tl.program_id(1).to(tl.int64)
     i_b = i_bh // HK
@@ -286,6 +389,35 @@ def topk_decode_scan_kernel(
     cols = tl.arange(0, TOPK_PAD)
     tl.store(part_ptr + (row[:, None] * n_slices + i_slice) * TOPK_PAD + cols[None, :], best, mask=m_row[:, None])
     tl.store(max_ptr + row * n_slices + i_slice, tl.max(best, 1), mask=m_row)
+    if TICKET:
+        # The merge, fused. Every program of (b, h) takes a ticket from its counter once its list and maximum
+        # are stored; the one that draws n_slices - 1 is the last, every other list is complete, and it merges.
+        # On a GPU the programs run concurrently, so the order of memory operations matters:
+        # 1. the barrier: all threads of this program have issued their stores above before thread 0 goes on
+        #    (Triton gives a scalar atomic to one thread and broadcasts its result through shared memory);
+        # 2. the ticket, an atomic add with release semantics at GPU scope: it makes this program's stores
+        #    (those of its other threads included: release is cumulative over what the barrier ordered before
+        #    it) visible before its increment is;
+        # 3. the last ticket holder read the counter after all n_slices - 1 other increments (one modification
+        #    order per address); its acquire (the same acq_rel atomic) orders their released stores before its
+        #    own later loads, and the ticket's broadcast (shared memory, a barrier) passes that order on to all
+        #    its threads. Its loads also skip L1 (.cg): nothing cached on this SM before the ticket is read.
+        # 4. it then resets the counter to 0 with a plain store: no program of this launch touches the counter
+        #    after the last ticket, and the next launch on the stream starts after this one has ended, so a
+        #    buffer reused across calls (and CUDA-graph replays) always starts at 0.
+        # Under TRITON_INTERPRET=1 the programs run one after another: only the last one (slice n_slices - 1)
+        # merges; the tests check the result, not the concurrency.
+        tl.debug_barrier()
+        ticket = tl.atomic_add(count_ptr + i_bh, 1, sem="acq_rel", scope="gpu")
+        if ticket == n_slices - 1:
+            for t in range(0, T):
+                i_row = (i_b * T + t) * HK + i_h
+                top = _decode_merge_row(part_ptr, max_ptr, i_row, n_slices, slice_n, SPAD, NSEL, TOPK_PAD,
+                                        LOG_S_OVER_SEL, LOG_SEL, LOG_TOPK, FOLD, ".cg")
+                _emit_topk(top, i_row, q_ptr, l_ptr, score_ptr, index_ptr,
+                           stride_qb, stride_qt, stride_qh, stride_lb, stride_ln, stride_lh,
+                           T, HK, R, topk, scale, TOPK_PAD, MERGE_BLOCK_R, GUMBEL)
+            tl.store(count_ptr + i_bh, 0)
 
 
 @triton.jit
@@ -294,23 +426,13 @@ def topk_decode_merge_kernel(
     stride_qb, stride_qt, stride_qh, stride_lb, stride_ln, stride_lh,
     T, HK, R, n_slices, slice_n, topk, scale,
     SPAD: tl.constexpr, NSEL: tl.constexpr, TOPK_PAD: tl.constexpr, BLOCK_R: tl.constexpr,
-    LOG_S_OVER_SEL: tl.constexpr, LOG_SEL: tl.constexpr, GUMBEL: tl.constexpr,
+    LOG_S_OVER_SEL: tl.constexpr, LOG_SEL: tl.constexpr, LOG_TOPK: tl.constexpr, GUMBEL: tl.constexpr,
+    FOLD: tl.constexpr,
 ):
-    # one program per (b, t, h) row. The global top-K lies in the NSEL = min(slices, K) slices with the
-    # largest maxima: sort the maxima, gather those slices' lists (NSEL × K keys), sort, unpack, write.
+    # one program per (b, t, h) row: merge the slices' lists (``_decode_merge_row``), unpack, write
     i_row = tl.program_id(0).to(tl.int64)
-    offs_s = tl.arange(0, SPAD)
-    maxima = tl.load(max_ptr + i_row * n_slices + offs_s[None, :], mask=offs_s[None, :] < n_slices, other=SENT)
-    if LOG_S_OVER_SEL > 0:
-        maxima = _leading(tl.sort(maxima, 1, descending=True), LOG_S_OVER_SEL)  # (1, NSEL)
-    maxima = tl.reshape(maxima, (NSEL,))
-    _, n = _unpack(maxima)
-    i_slice = tl.where(maxima != SENT, n // slice_n, 0)
-    cols = tl.arange(0, TOPK_PAD)
-    cand = tl.load(part_ptr + (i_row * n_slices + i_slice[:, None]) * TOPK_PAD + cols[None, :],
-                   mask=(maxima != SENT)[:, None], other=SENT)
-    cand = tl.reshape(cand, (1, NSEL * TOPK_PAD))
-    top = _leading(tl.sort(cand, 1, descending=True), LOG_SEL)
+    top = _decode_merge_row(part_ptr, max_ptr, i_row, n_slices, slice_n, SPAD, NSEL, TOPK_PAD, LOG_S_OVER_SEL,
+                            LOG_SEL, LOG_TOPK, FOLD, "")
     _emit_topk(top, i_row, q_ptr, l_ptr, score_ptr, index_ptr,
                stride_qb, stride_qt, stride_qh, stride_lb, stride_ln, stride_lh,
                T, HK, R, topk, scale, TOPK_PAD, BLOCK_R, GUMBEL)
@@ -401,19 +523,65 @@ def decode_slicing(N, groups, block_n, sm_count, tiles_per_slice=None):
     return tiles_per_slice, triton.cdiv(n_tiles, tiles_per_slice)
 
 
+# ticket counters of the fused merge, per CUDA device: zeros between launches (each launch's last programs reset
+# theirs). Buffers are never freed: a captured CUDA graph keeps the address of the one it was captured with.
+_TICKET_COUNTERS: dict = {}
+_TICKET_KEEP: list = []
+
+
+def ticket_counters(device: torch.device, n: int) -> torch.Tensor:
+    """At least ``n`` int32 zeros for the ticket merge, reused across calls on a CUDA device.
+
+    The reuse is what keeps a memset out of each call (and out of a captured graph): the kernel leaves the
+    counters at 0. Two decode top-Ks that may run at the same time on different streams of one device must
+    not share them: pass each its own ``counters=torch.zeros(...)``. Off CUDA (the interpreter), and while a
+    stream is being captured before any buffer exists, a fresh zeroed buffer is returned instead.
+    """
+    if device.type != "cuda":
+        return torch.zeros(n, dtype=torch.int32, device=device)
+    key = (device.type, device.index if device.index is not None else torch.cuda.current_device())
+    buf = _TICKET_COUNTERS.get(key)
+    if buf is not None and buf.numel() >= n:
+        return buf
+    if torch.cuda.is_current_stream_capturing():
+        # zeroing now would not run before the replay: the graph gets its own zeros (a memset node)
+        return torch.zeros(n, dtype=torch.int32, device=device)
+    buf = torch.zeros(max(n, 256), dtype=torch.int32, device=device)
+    _TICKET_COUNTERS[key] = buf
+    _TICKET_KEEP.append(buf)
+    return buf
+
+
 def landmark_topk_decode(queries, landmarks, topk, visible_upto, scale, gumbel_seed, block_n=None, block_r=None,
-                         tiles_per_slice=None, num_warps=None, num_stages=3, merge_warps=None, scan_only=False):
+                         tiles_per_slice=None, num_warps=None, num_stages=3, merge_warps=None, scan_only=False,
+                         merge=None, merge_by=None, counters=None):
     """The decode path (at most ``DECODE_MAX_QUERIES`` queries): many-slice scan, then the K-slice merge.
 
     Shapes and semantics as ``landmark_topk_reference``; extra memory is (rows × slices × (K + 1)) keys,
     rows = B·T·HK with T ≤ 16. Returns (scores, indices); with ``scan_only`` (for timing) the scan's
     (partial lists, maxima).
+
+    ``merge``: "kernel" (a second launch, one program per row) or "ticket" (fused into the scan: the last
+    program of each (b, h) merges its rows, one after another); None: ``HSA_TOPK_DECODE_MERGE`` ("kernel"
+    unless set; "ticket" is then taken for at most ``DECODE_TICKET_MAX_QUERIES`` queries). ``merge_by``:
+    "sort" or "fold" (bitonic top-K networks); None: ``HSA_TOPK_DECODE_MERGE_BY``. Every combination chooses
+    the same chunks in the same order. ``counters`` (ticket merge only): B·HK int32 zeros of the caller's,
+    left at zero (default: ``ticket_counters``, shared per device).
     """
     B, T, HK, R = queries.shape
     N = landmarks.shape[1]
     if T > DECODE_MAX_QUERIES or topk > DECODE_MAX_TOPK:
         raise ValueError(f"the decode path takes at most {DECODE_MAX_QUERIES} queries and K <= {DECODE_MAX_TOPK}, "
                          f"got {T} and {topk}")
+    if merge is None:
+        if DECODE_MERGE not in ("kernel", "ticket"):
+            raise ValueError(f"HSA_TOPK_DECODE_MERGE must be 'kernel' or 'ticket', got {DECODE_MERGE!r}")
+        merge = "ticket" if DECODE_MERGE == "ticket" and T <= DECODE_TICKET_MAX_QUERIES else "kernel"
+    merge_by = merge_by or DECODE_MERGE_BY
+    if merge not in ("kernel", "ticket") or merge_by not in ("sort", "fold"):
+        raise ValueError(f"merge must be 'kernel' or 'ticket' and merge_by 'sort' or 'fold', "
+                         f"got {merge!r}, {merge_by!r}")
+    ticket = merge == "ticket" and not scan_only
     device = queries.device
     if queries.stride(-1) != 1:
         queries = queries.contiguous()
@@ -437,26 +605,40 @@ def landmark_topk_decode(queries, landmarks, topk, visible_upto, scale, gumbel_s
     precision = "ieee" if queries.dtype == torch.float32 else "tf32"
     strides = (queries.stride(0), queries.stride(1), queries.stride(2),
                landmarks.stride(0), landmarks.stride(1), landmarks.stride(2))
+    spad = triton.next_power_of_2(n_slices)
+    nsel = min(spad, topk_pad)
+    merge_consts = dict(SPAD=spad, NSEL=nsel, LOG_S_OVER_SEL=_log2(spad // nsel), LOG_SEL=_log2(nsel),
+                        LOG_TOPK=_log2(topk_pad), FOLD=merge_by == "fold")
+    if not scan_only:
+        scores = torch.empty(B, T, HK, topk, dtype=torch.float32, device=device)
+        indices = torch.empty(B, T, HK, topk, dtype=torch.int64, device=device)
+    if ticket:
+        if counters is None:
+            counters = ticket_counters(device, B * HK)
+        elif counters.dtype != torch.int32 or counters.numel() < B * HK or counters.device != device:
+            raise ValueError(f"counters must be at least {B * HK} int32 zeros on {device}")
+        outputs = (scores, indices, counters)
+    else:
+        outputs = (maxima, maxima, maxima)  # not touched
     topk_decode_scan_kernel[(n_slices, B * HK)](
-        queries, landmarks, vis, part, maxima, *strides,
-        T, HK, N, R, slice_n, n_slices, float(scale), seed_hash,
+        queries, landmarks, vis, part, maxima, *outputs, *strides,
+        T, HK, N, R, slice_n, n_slices, float(scale), seed_hash, topk,
         TOPK_PAD=topk_pad, BLOCK_Q=block_q, QPAD=qpad, BLOCK_N=block_n, BLOCK_R=block_r,
         LOG_N_OVER_K=_log2(block_n // topk_pad), MULTI_TILE=tiles > 1, GUMBEL=gumbel, DOT_PRECISION=precision,
+        TICKET=ticket, MERGE_BLOCK_R=min(block_r, 64), **merge_consts,
         # fp32 (no tensor-core path for "ieee") spills a little at 4 warps
         num_warps=num_warps or (8 if queries.element_size() == 4 else 4), num_stages=num_stages,
     )
     if scan_only:
         return part, maxima
-    spad = triton.next_power_of_2(n_slices)
-    nsel = min(spad, topk_pad)
-    scores = torch.empty(B, T, HK, topk, dtype=torch.float32, device=device)
-    indices = torch.empty(B, T, HK, topk, dtype=torch.int64, device=device)
+    if ticket:
+        return scores, indices
     width = max(spad, nsel * topk_pad)
     topk_decode_merge_kernel[(rows,)](
         part, maxima, queries, landmarks, scores, indices, *strides,
         T, HK, R, n_slices, slice_n, topk, float(scale),
-        SPAD=spad, NSEL=nsel, TOPK_PAD=topk_pad, BLOCK_R=min(block_r, 64), LOG_S_OVER_SEL=_log2(spad // nsel),
-        LOG_SEL=_log2(nsel), GUMBEL=gumbel, num_warps=merge_warps or (4 if width <= 1024 else 8),
+        TOPK_PAD=topk_pad, BLOCK_R=min(block_r, 64), GUMBEL=gumbel, **merge_consts,
+        num_warps=merge_warps or (4 if width <= 1024 else 8),
     )
     return scores, indices
 

@@ -7,7 +7,10 @@ no intermediate of size (queries × chunks).
 
 The decode path (at most 16 queries: many-slice scan, then the K-slice merge) has its own cases:
 landmark counts off the tile, one landmark, K above the visible count, 1 and 16 queries, K = 64,
-slicings that must agree exactly, exact ties ordered like the reference, and Gumbel.
+slicings that must agree exactly, exact ties ordered like the reference, and Gumbel. Its opt-in merges
+(``merge="ticket"``: fused into the scan by an atomic ticket; ``merge_by="fold"``: bitonic folds) must
+choose the same chunks in the same order with the same scores as the default merge, bit for bit, on fresh
+draws (several slices per row, so the K-slice selection runs), with ties, and leave their counters at 0.
 """
 import pytest
 import torch
@@ -195,3 +198,84 @@ def test_decode_memory_is_slices_not_chunks(device, monkeypatch):
     monkeypatch.setattr(torch, "empty", lambda *a, **k: sizes.append(empty(*a, **k).numel()) or empty(*a, **k))
     landmark_topk_triton(queries, landmarks, 4, visible_upto)
     assert max(sizes) < 16 * 3000 // 10  # rows × slices × K keys, slices = landmarks / 128
+
+
+MERGES = [("ticket", "sort"), ("kernel", "fold"), ("ticket", "fold")]
+MERGE_CASES = {
+    # name: seed, B, T, HK, R, N, topk, causal, gumbel_seed, block_n, tiles_per_slice
+    "one-query-10-slices": (11, 1, 1, 1, 16, 640, 4, False, None, 64, 1),  # the merge selects 4 of 10 slices
+    "batches-heads-queries-causal-gumbel": (12, 2, 2, 2, 16, 260, 6, True, 99, 64, None),
+    "k64-over-visible-multi-tile": (13, 1, 2, 1, 16, 200, 64, True, None, 64, 2),
+}
+
+
+@pytest.mark.parametrize("case", MERGE_CASES)
+def test_decode_merges_match_reference(case, device, assert_close):
+    from hsa_memory.kernels.topk_retrieval.triton import landmark_topk_decode
+
+    seed, B, T, HK, R, N, topk, causal, gumbel, block_n, tiles = MERGE_CASES[case]
+    g = torch.Generator().manual_seed(seed)  # fresh draws, not make_inputs' fixed seed
+    queries = torch.randn(B, T, HK, R, generator=g).to(device)
+    landmarks = torch.randn(B, N, HK, R, generator=g).to(device)
+    visible_upto = torch.randint(0, N + 1, (B, T), generator=g) if causal else torch.full((B, T), N)
+    if causal:
+        visible_upto[:, 0] = 0  # a query that sees nothing: every slot empty
+        visible_upto[-1, -1] = topk // 2  # fewer visible chunks than K
+    visible_upto = visible_upto.to(device)
+    ref = landmark_topk_reference(queries, landmarks, topk, visible_upto, scale=0.125, gumbel_seed=gumbel)
+    run = lambda merge, merge_by: landmark_topk_decode(queries, landmarks, topk, visible_upto, 0.125, gumbel,
+                                                       block_n=block_n, tiles_per_slice=tiles, merge=merge,
+                                                       merge_by=merge_by)
+    base = run("kernel", "sort")
+    for merge, merge_by in MERGES:
+        tri = run(merge, merge_by)
+        check_same_topk(ref, tri, assert_close, ranked_by_score=gumbel is None)
+        assert torch.equal(ref[1], tri[1]), (merge, merge_by)  # same order, empty slots (-1) included
+        assert torch.equal(base[1], tri[1]) and torch.equal(base[0], tri[0]), (merge, merge_by)
+
+
+@pytest.mark.parametrize("T", [1, 2])
+def test_decode_merges_keep_the_reference_tie_order(T, device):
+    # integer-valued inputs, duplicated landmarks: many exact ties, inside and across the 10 slices
+    from hsa_memory.kernels.topk_retrieval.triton import landmark_topk_decode
+
+    g = torch.Generator().manual_seed(5)
+    N, R = 640, 16
+    queries = torch.randint(-2, 3, (1, T, 1, R), generator=g).float().to(device)
+    landmarks = torch.randint(-1, 2, (1, N, 1, R), generator=g).float()
+    landmarks[:, 320:] = landmarks[:, :320]
+    landmarks = landmarks.to(device)
+    visible_upto = torch.full((1, T), N, device=device)
+    ref = landmark_topk_reference(queries, landmarks, 8, visible_upto)
+    for merge, merge_by in MERGES:
+        tri = landmark_topk_decode(queries, landmarks, 8, visible_upto, 1.0, None, block_n=64, tiles_per_slice=1,
+                                   merge=merge, merge_by=merge_by)
+        assert torch.equal(ref[1], tri[1]) and torch.equal(ref[0], tri[0]), (merge, merge_by)
+
+
+def test_ticket_merge_resets_its_counters(device, monkeypatch):
+    # the last program of each (b, h) resets its counter, so one buffer serves call after call (and CUDA-graph
+    # replays); HSA_TOPK_DECODE_MERGE=ticket takes the ticket merge for one query (no merge kernel launched)
+    from hsa_memory.kernels.topk_retrieval import triton as tk
+
+    queries, landmarks, visible_upto = make_inputs(device, torch.float32, 2, 1, 2, 16, 200, False)
+    counters = torch.zeros(4, dtype=torch.int32, device=device)
+    first = tk.landmark_topk_decode(queries, landmarks, 8, visible_upto, 1.0, None, block_n=64, merge="ticket",
+                                    counters=counters)
+    assert not counters.any()
+    again = tk.landmark_topk_decode(queries, landmarks, 8, visible_upto, 1.0, None, block_n=64, merge="ticket",
+                                    counters=counters)
+    assert not counters.any() and torch.equal(first[1], again[1]) and torch.equal(first[0], again[0])
+
+    class NoLaunch:
+        def __getitem__(self, grid):
+            raise AssertionError("the merge kernel was launched")
+
+    monkeypatch.setattr(tk, "DECODE_MERGE", "ticket")
+    monkeypatch.setattr(tk, "topk_decode_merge_kernel", NoLaunch())
+    default = landmark_topk_triton(queries, landmarks, 8, visible_upto)
+    ref = landmark_topk_reference(queries, landmarks, 8, visible_upto)
+    assert torch.equal(default[1], ref[1]) and torch.equal(default[1], first[1])
+    with pytest.raises(ValueError, match="counters"):
+        tk.landmark_topk_decode(queries, landmarks, 8, visible_upto, 1.0, None, merge="ticket",
+                                counters=counters[:2])
