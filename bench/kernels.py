@@ -10,8 +10,9 @@ CUDA-graph replays (the launches of one step are a few microseconds of GPU work 
 
 Landmark top-K for decode (at most 16 queries) runs ``landmark_topk_decode`` (many-slice scan + K-slice
 merge); ``decode`` times it (and its scan alone) beside the old streaming scan (``landmark_topk_forward``)
-and ``torch.topk(q @ Lᵀ)``, and its opt-in merges side by side in the same run: ``topk_fold_us`` (merge
-kernel, bitonic folds), ``topk_ticket_us`` (merge fused into the scan by an atomic ticket, bitonic folds);
+and ``torch.topk(q @ Lᵀ)``, and its other merges side by side in the same run (the default is the merge
+kernel with bitonic folds): ``topk_sort_us`` (merge kernel, one sort of all candidates: the default until
+2026-12-06), ``topk_ticket_us`` (merge fused into the scan by an atomic ticket, bitonic folds);
 ``sweep`` times its settings at 16M tokens (more merge variants: ticket + sort, ticket with 8 tiles per
 slice, a one-warp fold merge kernel). ``--only decode,sweep,prefill`` takes about 2-3 minutes on an H100.
 """
@@ -142,10 +143,11 @@ def training(lengths, ks):
 
 
 def decode(memories, topk=32, R=256):
-    """One decode step per memory size: the decode top-K path (``topk_us``, the default merge; its scan alone,
-    ``scan_us``), its opt-in merges in the same run (``topk_fold_us``: merge kernel with bitonic folds;
-    ``topk_ticket_us``: the merge fused into the scan by a ticket, with folds; ``*_same``: bit-identical to
-    the default), the old streaming scan (``topk_old_us``), plain PyTorch, HSA over the chosen chunks, and
+    """One decode step per memory size: the decode top-K path (``topk_us``, the default merge: merge kernel
+    with bitonic folds; its scan alone, ``scan_us``), the other merges in the same run (``topk_sort_us``: merge
+    kernel sorting all candidates, the default before 2026-12-06; ``topk_ticket_us``: the merge fused into the
+    scan by a ticket, with folds; ``*_same``: bit-identical to the default), the old streaming scan
+    (``topk_old_us``), plain PyTorch, HSA over the chosen chunks, and
     4 and 16 queries at the largest memory (``decode_queries`` rows)."""
     from hsa_memory.kernels.topk_retrieval.triton import landmark_topk_decode, landmark_topk_forward
 
@@ -166,8 +168,8 @@ def decode(memories, topk=32, R=256):
             w = scores.softmax(-1).to(DT)
             old = landmark_topk_forward(qr, lm, topk, vis, 1.0, None)
             out["same_as_old"] = bool(torch.equal(old[1].sort(-1).values, idx.sort(-1).values))
-            # the opt-in merges: the same chunks in the same order and the same scores, bit for bit
-            variants = {"fold": dict(merge="kernel", merge_by="fold"), "ticket": dict(merge="ticket", merge_by="fold")}
+            # the other merges: the same chunks in the same order and the same scores, bit for bit
+            variants = {"sort": dict(merge="kernel", merge_by="sort"), "ticket": dict(merge="ticket", merge_by="fold")}
             for name, kw in variants.items():
                 s_v, i_v = landmark_topk_decode(qr, lm, topk, vis, 1.0, None, **kw)
                 out[f"{name}_same"] = bool(torch.equal(i_v, idx) and torch.equal(s_v, scores))
@@ -226,9 +228,9 @@ def decode(memories, topk=32, R=256):
                                                graph=True, rep=GRAPH_REP),
                        "torch_topk_us": 1e3 * ms(lambda: torch.topk(qr.view(T, R) @ lm.view(N, R).T, topk),
                                                  graph=True, rep=GRAPH_REP)}
-                # the opt-in merges (the ticket merge takes the T rows one after another in one program)
+                # the other merges (the ticket merge takes the T rows one after another in one program)
                 base = landmark_topk_triton(qr, lm, topk, vis)
-                for name, kw in (("fold", dict(merge="kernel", merge_by="fold")),
+                for name, kw in (("sort", dict(merge="kernel", merge_by="sort")),
                                  ("ticket", dict(merge="ticket", merge_by="fold"))):
                     fn = lambda kw=kw: landmark_topk_decode(qr, lm, topk, vis, 1.0, None, **kw)
                     s_v, i_v = fn()
@@ -260,7 +262,7 @@ def decode_topk_sweep(M=16 * 2 ** 20, topk=32, R=256):
         (16, 128, 64, None, 4, 3), (16, 64, 64, None, 4, 3), (16, 128, 64, 4, 8, 3),
     ]
     configs = [c + (None, None, None) for c in configs]
-    # the opt-in merges beyond those ``decode`` times (kernel + fold, ticket + fold at the default slicing):
+    # the merges beyond those ``decode`` times (kernel + sort, ticket + fold at the default slicing):
     # ticket + sort, ticket + fold on fewer and wider slices (8 tiles: half the slices), a one-warp fold merge
     configs += [(1, 128, 64, None, 4, 3, "ticket", "sort", None), (1, 128, 64, 8, 4, 3, "ticket", "fold", None),
                 (1, 128, 64, None, 4, 3, "kernel", "fold", 1)]

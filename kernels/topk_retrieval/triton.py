@@ -61,11 +61,13 @@ DECODE_MAX_SLICES = 4096
 DECODE_SWITCH = os.environ.get("HSA_TOPK_DECODE", "auto")
 # The decode merge: "kernel" (a second launch, the default) or "ticket" (fused into the scan: the last program
 # of each (b, h) merges; taken for one query per (b, h) only, more queries keep the merge kernel, which
-# merges their rows in parallel). HSA_TOPK_DECODE_MERGE_BY: "sort" (the default) or "fold" (bitonic top-K
-# networks). Both new settings are opt-in until a GPU run has timed them and checked them (bench/kernels.py,
-# "decode" and "sweep"); their results equal the default's bit for bit.
+# merges their rows in parallel). HSA_TOPK_DECODE_MERGE_BY: "fold" (bitonic top-K networks, the default) or
+# "sort" (one sort of all candidates). Timed on the H100 on 2026-12-06 (bench/RESULTS.md, "Decode merge"),
+# both choosing the same chunks as "sort" bit for bit: at 16M tokens, 1 query, kernel+fold 63.7 µs, ticket
+# 64.2 µs, kernel+sort 73.9 µs; with 4 / 16 queries kernel+fold 98.7 / 315 µs vs ticket 154 / 472 µs. So
+# the second launch costs little; the sort was the cost: fold is the default, the ticket stays opt-in.
 DECODE_MERGE = os.environ.get("HSA_TOPK_DECODE_MERGE", "kernel")
-DECODE_MERGE_BY = os.environ.get("HSA_TOPK_DECODE_MERGE_BY", "sort")
+DECODE_MERGE_BY = os.environ.get("HSA_TOPK_DECODE_MERGE_BY", "fold")
 # the ticket merge is taken by default (HSA_TOPK_DECODE_MERGE=ticket) up to this many queries per (b, h)
 DECODE_TICKET_MAX_QUERIES = 1
 
