@@ -33,4 +33,7 @@ fi
 if [ -f ~/hsa-parts/corpora.tar.zst ] && [ ! -d ~/corpora ]; then
   (cd /tmp && python3 -m hsa_memory.training.device unpack-corpora --archive ~/hsa-parts/corpora.tar.zst --target ~/corpora)
 fi
+# the base model's written dialogue kept from an earlier run (training/runs/dialogue-*.jsonl.zst, newest)
+dialogue=$(ls -t "$REPO"/training/runs/dialogue-*.jsonl.zst 2>/dev/null | head -n 1)
+if [ -n "$dialogue" ] && [ -d ~/corpora ] && [ ! -f ~/corpora/dialogue.jsonl.zst ]; then cp "$dialogue" ~/corpora/dialogue.jsonl.zst; fi
 export HSA_MEMORY_CORPORA=~/corpora HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1

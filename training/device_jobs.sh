@@ -7,7 +7,7 @@
 #   RUN=run10 SEED=10 BUDGET=840 bash training/device_jobs.sh start|check|wait|collect|measure
 # Recipe knobs (env): RESUME (checkpoint), STEPS, BUDGET (s), SEED, DECOY (hard-negative router loss weight,
 # objectives.decoy_loss; default 0 = the run-9/10/11 recipe unchanged), DIALOGUE (exchanges of base-model
-# dialogue to write first and mix into agent histories; default 0 = none).
+# dialogue to write first and mix into agent histories; default 0 = none, or the corpus kept in the repo).
 # Wheels to carry in .whl/ (the image lacks them): gguf, zstandard (cp312), sqlalchemy (cp312).
 # Always `check` right after `start`: a job that died at import must not be slept on.
 set -u
@@ -32,9 +32,13 @@ start)
   # min on the GPU; about half survive its filters) and training mixes them in (--filler corpora+dialogue);
   # `check` must then wait longer (e.g. `check 240`)
   # (a failed write must not cost the run: training then falls back to the corpora filler alone)
+  # A corpus already there (device_env.sh copies the one kept in training/runs/) is used without writing;
+  # FILLER=corpora turns it off
   WRITE=false
   if [ "${DIALOGUE:-0}" -gt 0 ]; then
     WRITE="python3 -m hsa_memory.training.write_dialogue --exchanges $DIALOGUE --device cuda --batch-size 256"
+  elif [ -f "${HSA_MEMORY_CORPORA:-$HOME/.cache/hsa-memory/corpora}/dialogue.jsonl.zst" ] && [ "${FILLER:-}" != corpora ]; then
+    WRITE=true
   fi
   setsid nohup bash -c "if $WRITE; then FILLER=corpora+dialogue; else FILLER=corpora; fi; echo filler \$FILLER; \
     exec python3 -m hsa_memory.training.train --resume $RESUME --seed ${SEED:-10} \
