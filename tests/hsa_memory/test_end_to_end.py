@@ -38,6 +38,10 @@ KNOWN_SHORT = {
     "5e4bac440f4c4ef810e9e9147b1788c67e942ad86de10474137cfe12ea344eb0":
         "run 8 weights: the fact chunk is the top citation for 5 of 8 questions but no answer holds the fact "
         "(e.g. 'Oslo' for Lisbon); search ranks it in the top 3 for 5 of 8 (7th, 7th, not in the top 8)",
+    "8ac0a7328eb40a405b0a8b6f4fe504fcaded1f01cb24e0ca0be69e040641d49f":
+        "run 12 weights (2026-12-06): the fact chunk is the top citation for 6 of 8 questions, 1 answer of 8 "
+        "holds the fact (Lisbon; 'Bingo' for Biscuit, 'Oma' for Okafor); search ranks it in the top 3 for 5 of 8 "
+        "(5th, 7th, 7th)",
 }
 
 
