@@ -14,14 +14,14 @@ set -u
 REPO=${REPO:-$(pwd)}
 RUN=/root/${RUN:-run10}
 RESUME=${RESUME:-$REPO/model/assets/hsa-smollm2-135m.safetensors}
+DIALOGUE_FILE=${HSA_MEMORY_CORPORA:-$HOME/.cache/hsa-memory/corpora}/dialogue.jsonl.zst
 collect() {
   tail -n 12 $RUN/train.log; tail -n 12 /root/baseline.log; tail -n 4 /root/niah.log /root/api-build.log 2>/dev/null
   nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader
   cp $RUN/checkpoint.safetensors $RUN/metrics.jsonl $RUN/train.log /root/niah.json /root/niah.log \
      /root/api-build.log /root/baseline.log "$OUT"/ 2>/dev/null
   [ -f $RUN/eval.jsonl ] && cp $RUN/eval.jsonl "$OUT"/
-  [ -f "${HSA_MEMORY_CORPORA:-$HOME/.cache/hsa-memory/corpora}/dialogue.jsonl.zst" ] && \
-    cp "${HSA_MEMORY_CORPORA:-$HOME/.cache/hsa-memory/corpora}/dialogue.jsonl.zst" "$OUT"/
+  [ -f "$DIALOGUE_FILE" ] && cp "$DIALOGUE_FILE" "$OUT"/
   return 0
 }
 case "$1" in
@@ -37,7 +37,7 @@ start)
   WRITE=false
   if [ "${DIALOGUE:-0}" -gt 0 ]; then
     WRITE="python3 -m hsa_memory.training.write_dialogue --exchanges $DIALOGUE --device cuda --batch-size 256"
-  elif [ -f "${HSA_MEMORY_CORPORA:-$HOME/.cache/hsa-memory/corpora}/dialogue.jsonl.zst" ] && [ "${FILLER:-}" != corpora ]; then
+  elif [ -f "$DIALOGUE_FILE" ] && [ "${FILLER:-}" != corpora ]; then
     WRITE=true
   fi
   setsid nohup bash -c "if $WRITE; then FILLER=corpora+dialogue; else FILLER=corpora; fi; echo filler \$FILLER; \

@@ -37,6 +37,16 @@ def evidence_status(evidence: list[int], answer_start: int, chunk_size: int, win
 
 
 @torch.no_grad()
+def set_topk(model, topk: int | None, seq_len: int) -> None:
+    """Every HSA layer's routing top-K (None: unchanged; 0: every chunk of a ``seq_len`` sequence)."""
+    if topk is None:
+        return
+    k = topk if topk > 0 else max(1, seq_len // model.config.chunk_size)
+    for layer in model.model.layers:
+        if isinstance(layer, HSALayer):
+            layer.retrieval.topk = k
+
+
 def evaluate(model, task: str, length: int, count: int = 32, seed: int = 10_000_019, filler: str = "corpora",
              split: str = "heldout") -> dict:
     tokenizer = load_tokenizer()
@@ -128,9 +138,7 @@ def main(argv=None) -> None:
     if args.topk:
         # a runtime field (model/checkpoint.py): every HSA layer's router and the metrics' K alike
         model.config.hsa_topk = args.topk
-        for module in model.modules():
-            if hasattr(module, "retrieval") and hasattr(module.retrieval, "topk"):
-                module.retrieval.topk = args.topk
+        set_topk(model, args.topk, 0)
     for item in filter(None, args.eval.split(",")):
         task, _, length = item.partition(":")
         result = evaluate(model, task, int(length), count=args.count, filler=args.filler)

@@ -26,7 +26,7 @@ from hsa_memory.model.memory import set_kernel_backend
 from hsa_memory.model.modeling import DecoderLayer, HSALayer, SelfAttention
 
 from .batches import collate, collate_teacher
-from .evaluate import evaluate
+from .evaluate import evaluate, set_topk
 from .objectives import answer_loss, base_behaviour, decoy_loss, distill_loss, kl_to_base, retrieval_loss
 from .tasks import FILLERS, job_stream, make_token_example, parse_mix
 
@@ -127,15 +127,6 @@ def init_fresh(model) -> None:
     for layer in model.model.layers[lower:]:
         if isinstance(layer, DecoderLayer) and layer.self_attn.sink_logits is not None:
             layer.self_attn.sink_logits.zero_()
-
-
-def set_topk(model, topk: int | None, seq_len: int) -> None:
-    if topk is None:
-        return
-    k = topk if topk > 0 else max(1, seq_len // model.config.chunk_size)
-    for layer in model.model.layers:
-        if isinstance(layer, HSALayer):
-            layer.retrieval.topk = k
 
 
 def lr_at(step: int, args) -> float:

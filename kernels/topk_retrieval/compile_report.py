@@ -52,12 +52,12 @@ def compile_report(kernel, args: dict, num_warps=4, num_stages=3, ptx=None):
         out = subprocess.run([_cuobjdump(), "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
     m = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+)", out)
     regs, stack, shared = (int(x) for x in m.groups())
+    text = ck.asm["ptx"]
     if ptx:
         with open(ptx, "w") as f:
-            f.write(ck.asm["ptx"])
-    ptx = ck.asm["ptx"]
+            f.write(text)
     return {"regs": regs, "stack": stack, "smem_KiB": round((shared + ck.metadata.shared) / 1024, 1),
-            "wgmma": "wgmma" in ptx, "cp.async": "cp.async" in ptx or "cp.async.bulk" in ptx}
+            "wgmma": "wgmma" in text, "cp.async": "cp.async" in text or "cp.async.bulk" in text}
 
 
 STRIDES = {n: "i32" for n in ("stride_qb", "stride_qt", "stride_qh", "stride_lb", "stride_ln", "stride_lh")}
@@ -77,11 +77,7 @@ def old_decode_scan(dtype="bf16", K=32, block_n=64, block_r=256, warps=4, stages
 
 
 def _merge_consts(K, n_slices, fold):
-    kpad = max(4, triton.next_power_of_2(K))
-    spad = triton.next_power_of_2(n_slices)
-    nsel = min(spad, kpad)
-    return dict(SPAD=spad, NSEL=nsel, LOG_S_OVER_SEL=tk._log2(spad // nsel), LOG_SEL=tk._log2(nsel),
-                LOG_TOPK=tk._log2(kpad), FOLD=fold)
+    return tk.decode_merge_constants(n_slices, max(4, triton.next_power_of_2(K)), fold)
 
 
 def decode_scan(dtype="bf16", K=32, T=1, HK=1, block_n=128, block_r=64, multi=False, gumbel=False, warps=4, stages=3,

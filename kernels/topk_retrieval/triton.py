@@ -525,6 +525,14 @@ def decode_slicing(N, groups, block_n, sm_count, tiles_per_slice=None):
     return tiles_per_slice, triton.cdiv(n_tiles, tiles_per_slice)
 
 
+def decode_merge_constants(n_slices: int, topk_pad: int, fold: bool) -> dict:
+    """The merge's compile-time shape: slices padded (SPAD), slices it gathers (NSEL = min(SPAD, K)), logs."""
+    spad = triton.next_power_of_2(n_slices)
+    nsel = min(spad, topk_pad)
+    return dict(SPAD=spad, NSEL=nsel, LOG_S_OVER_SEL=_log2(spad // nsel), LOG_SEL=_log2(nsel),
+                LOG_TOPK=_log2(topk_pad), FOLD=fold)
+
+
 # ticket counters of the fused merge, per CUDA device: zeros between launches (each launch's last programs reset
 # theirs). Buffers are never freed: a captured CUDA graph keeps the address of the one it was captured with.
 _TICKET_COUNTERS: dict = {}
@@ -607,10 +615,7 @@ def landmark_topk_decode(queries, landmarks, topk, visible_upto, scale, gumbel_s
     precision = "ieee" if queries.dtype == torch.float32 else "tf32"
     strides = (queries.stride(0), queries.stride(1), queries.stride(2),
                landmarks.stride(0), landmarks.stride(1), landmarks.stride(2))
-    spad = triton.next_power_of_2(n_slices)
-    nsel = min(spad, topk_pad)
-    merge_consts = dict(SPAD=spad, NSEL=nsel, LOG_S_OVER_SEL=_log2(spad // nsel), LOG_SEL=_log2(nsel),
-                        LOG_TOPK=_log2(topk_pad), FOLD=merge_by == "fold")
+    merge_consts = decode_merge_constants(n_slices, topk_pad, merge_by == "fold")
     if not scan_only:
         scores = torch.empty(B, T, HK, topk, dtype=torch.float32, device=device)
         indices = torch.empty(B, T, HK, topk, dtype=torch.int64, device=device)
@@ -635,7 +640,7 @@ def landmark_topk_decode(queries, landmarks, topk, visible_upto, scale, gumbel_s
         return part, maxima
     if ticket:
         return scores, indices
-    width = max(spad, nsel * topk_pad)
+    width = max(merge_consts["SPAD"], merge_consts["NSEL"] * topk_pad)
     topk_decode_merge_kernel[(rows,)](
         part, maxima, queries, landmarks, scores, indices, *strides,
         T, HK, R, n_slices, slice_n, topk, float(scale),
