@@ -132,6 +132,8 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--topk", type=int, help="routing top-K at inference (default: the checkpoint's config)")
     args = p.parse_args(argv)
+    if args.topk is not None and args.topk < 1:
+        p.error(f"--topk must be a positive number of chunks, got {args.topk}")
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model("hsa-smollm2-135m", checkpoint=args.checkpoint, device=args.device).model.eval()

@@ -1,5 +1,7 @@
 """Which examples count for evidence recall (training/evaluate.evidence_status)."""
-from hsa_memory.training.evaluate import evidence_status
+import pytest
+
+from hsa_memory.training.evaluate import evidence_status, main
 
 
 def test_evidence_in_the_open_chunk_is_not_retrievable():
@@ -16,3 +18,12 @@ def test_evidence_beyond_the_window_is_far():
     assert evidence_status([6], 1003, 64, 512) == (True, True)
     assert evidence_status([7], 1003, 64, 512) == (True, False)
     assert evidence_status([3, 15], 1003, 64, None) == (True, True)
+
+
+def test_cli_refuses_a_topk_below_one(capsys):
+    # checked before any model is loaded: a clear usage error, not a crash inside the router
+    for bad in ("0", "-3"):
+        with pytest.raises(SystemExit) as exc:
+            main(["--topk", bad, "--device", "cpu"])
+        assert exc.value.code == 2
+        assert "--topk must be a positive number of chunks" in capsys.readouterr().err
