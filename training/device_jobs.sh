@@ -5,7 +5,8 @@
 # measures later (built now, asked with --measure-only once training is done and the GPU is quiet).
 # Usage (repo root, after `source training/device_env.sh`):
 #   RUN=run10 SEED=10 BUDGET=840 bash training/device_jobs.sh start|check|wait|collect|measure
-# Recipe knobs (env): RESUME (checkpoint), STEPS, BUDGET (s), SEED, DECOY (hard-negative router loss weight,
+# Recipe knobs (env): RESUME (checkpoint), STEPS, BUDGET (s), SEED, SEQ and BATCH (training length and rows;
+# default 4096 x 16), DECOY (hard-negative router loss weight,
 # objectives.decoy_loss; default 0 = the run-9/10/11 recipe unchanged), DIALOGUE (exchanges of base-model
 # dialogue to write first and mix into agent histories; default 0 = none, or the corpus kept in the repo).
 # Wheels to carry in .whl/ (the image lacks them): gguf, zstandard (cp312), sqlalchemy (cp312).
@@ -42,7 +43,7 @@ start)
   fi
   setsid nohup bash -c "if $WRITE; then FILLER=corpora+dialogue; else FILLER=corpora; fi; echo filler \$FILLER; \
     exec python3 -m hsa_memory.training.train --resume $RESUME --seed ${SEED:-10} \
-    --out $RUN --backend triton --steps ${STEPS:-2000} --seq-len 4096 --batch 16 --lr 5e-4 --warmup-steps 10 \
+    --out $RUN --backend triton --steps ${STEPS:-2000} --seq-len ${SEQ:-4096} --batch ${BATCH:-16} --lr 5e-4 --warmup-steps 10 \
     --encoder-lr-scale 0.1 --retrieval-weight 0.3 --decoy-weight ${DECOY:-0} --kl-weight 0.5 --kl-positions 256 --distill-weight 0.2 \
     --mix agent_memory:0.6,s_niah:0.15,mq_niah:0.15,variable_tracking:0.1 --checkpointing --workers 10 \
     --time-budget ${BUDGET:-720} --save-every 25 \
@@ -76,6 +77,13 @@ wait)  # until training has written its summary (or the given seconds pass), the
   ;;
 collect)
   collect
+  ;;
+gputests)  # the kernel tests on the GPU (tests/kernels/conftest.py picks CUDA when there is one); the image
+  # lacks pytest: carry its wheels once in .whl-test/ (pytest, pluggy, iniconfig, packaging, pygments)
+  if ls $REPO/.whl-test/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site $REPO/.whl-test/*.whl
+  fi
+  cd /tmp && python3 -m pytest -q -p no:cacheprovider $REPO/tests/kernels 2>&1 | tail -n 25
   ;;
 measure)  # the memories built by `start`, asked on a quiet GPU
   cd /tmp && python3 $REPO/bench/api.py --device cuda --sizes 100K,1M,16M --real-upto 100K --asks ${ASKS:-6} \
