@@ -5,6 +5,7 @@ deltas) plus the ``HSAConfig`` as JSON metadata; loading checks every name and s
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -75,8 +76,9 @@ def read_checkpoint(path: Path) -> tuple[HSAConfig, dict[str, torch.Tensor], dic
 def load_checkpoint(model: torch.nn.Module, path: Path) -> dict[str, str]:
     """Load a checkpoint's tensors into ``model``; every expected tensor must be present with its shape."""
     config, tensors, metadata = read_checkpoint(path)
-    ours = model.config.to_dict()
-    theirs = config.to_dict()
+    # every field, defaults included (to_dict leaves out later fields at their default)
+    ours = dataclasses.asdict(model.config)
+    theirs = dataclasses.asdict(config)
     differing = sorted(k for k in ours if k not in RUNTIME_FIELDS and ours[k] != theirs.get(k))
     if differing:
         details = ", ".join(f"{k}: model {ours[k]!r} vs checkpoint {theirs.get(k)!r}" for k in differing[:4])

@@ -17,6 +17,10 @@ class ConfigError(ValueError):
     """The config cannot describe a working model; the message names the offending values."""
 
 
+# fields added later, with the default that older configs mean (see HSAConfig.to_dict)
+LATER_FIELDS: dict[str, Any] = {"hsa_recency_bias": False}
+
+
 @dataclass
 class HSAConfig:
     name: str = "custom"
@@ -49,6 +53,10 @@ class HSAConfig:
     hsa_kv_heads: int = 1
     hsa_head_dim: int = 64
     hsa_topk: int = 8
+    # a learned bias per recency rank among each token's selected chunks (0 = the newest of them): the
+    # landmark scores are NoPE and cannot tell an old value of a fact from its update; the order of the
+    # K picked chunks can, at any length (added in session 8; off in older checkpoints)
+    hsa_recency_bias: bool = False
     # width of the HSA layer's own MLP; 0 lets the following SWA layers' MLPs read the result
     hsa_intermediate_size: int = 0
     # mixture of experts (0 experts = dense SwiGLU everywhere)
@@ -123,7 +131,13 @@ class HSAConfig:
 
     # ---- serialisation --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        # fields added after checkpoints and memories existed are written only when set, so an older
+        # config's JSON, and the model digest every memory records, stay what they were
+        for name, default in LATER_FIELDS.items():
+            if data[name] == default:
+                del data[name]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)

@@ -36,7 +36,11 @@ def kernel_backend() -> str:
 
 @runtime_checkable
 class ExternalMemory(Protocol):
-    """A memory of encoded chunks the model can read during a forward pass."""
+    """A memory of encoded chunks the model can read during a forward pass.
+
+    Chunk ids must grow with stream position: the recency-rank bias (HSAConfig.hsa_recency_bias) orders
+    a token's picks by id.
+    """
 
     def topk(self, queries: torch.Tensor, k: int, visible_upto: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Best ``k`` chunks per query and head.

@@ -203,8 +203,26 @@ class ChunkEncoder(nn.Module):
         return ChunkMemory(landmarks, keys, values)
 
 
+def _by_recency(bias: torch.Tensor, chunk_ids: torch.Tensor) -> torch.Tensor:
+    """``bias[r]`` for each selected chunk, r = its rank by recency among the token's picks (0 = newest).
+
+    Chunk ids grow with stream position (a sequence's chunk index, or a store's append order), so the
+    order of ids is the order in time; unused slots (-1) rank last. Only the order is used, never the
+    distance, so what is learned at 4K holds at 16M.
+    """
+    K = chunk_ids.shape[-1]
+    order = torch.argsort(chunk_ids, dim=-1, descending=True, stable=True)
+    ranks = torch.empty_like(order).scatter_(-1, order, torch.arange(K, device=order.device).expand_as(order))
+    return F.pad(bias, (0, max(0, K - bias.shape[0])))[ranks]
+
+
 class Retrieval(nn.Module):
     """Per-group retrieval: a query per memory KV head, top-K landmarks, softmax fusion weights."""
+
+    def enable_recency_bias(self) -> None:
+        """Add the recency-rank bias (zeros: the output is unchanged) to weights trained without it."""
+        if self.recency_bias is None:
+            self.recency_bias = nn.Parameter(torch.zeros_like(self.slot_bias))
 
     def __init__(self, config: HSAConfig):
         super().__init__()
@@ -212,6 +230,8 @@ class Retrieval(nn.Module):
         self.q_proj = nn.Linear(config.hidden_size, config.retrieval_dim, bias=False)
         # learnable bias per retrieval slot rank (the reference's "pos_decay"), 0 at start
         self.slot_bias = nn.Parameter(torch.zeros(config.hsa_topk))
+        # learnable bias per recency rank among the selected chunks (config.hsa_recency_bias), 0 at start
+        self.recency_bias = nn.Parameter(torch.zeros(config.hsa_topk)) if config.hsa_recency_bias else None
         # training sets a list here to receive (queries (B, T, HK, Rh) scaled, landmarks (B, C, HK·Rh)) of
         # each full-sequence pass, for a retrieval loss on every visible chunk (not only the top-K)
         self.capture: list | None = None
@@ -227,7 +247,10 @@ class Retrieval(nn.Module):
         K = scores.shape[-1]
         # warm-up may route to more slots than hsa_topk: those extra ranks get no bias
         bias = F.pad(self.slot_bias, (0, max(0, K - self.slot_bias.shape[0])))[:K]
-        logits = (scores + bias).masked_fill(~valid, float("-inf"))
+        logits = scores + bias
+        if self.recency_bias is not None:
+            logits = logits + _by_recency(self.recency_bias, chunk_ids)
+        logits = logits.masked_fill(~valid, float("-inf"))
         weights = torch.softmax(logits.float(), dim=-1)
         # a token with no visible chunk gets all-zero weights instead of NaN
         weights = torch.where(valid, weights, torch.zeros_like(weights))

@@ -23,7 +23,7 @@ import torch
 from hsa_memory.model.checkpoint import load_checkpoint, project_parameter_names, save_checkpoint
 from hsa_memory.model.loading import load_model
 from hsa_memory.model.memory import set_kernel_backend
-from hsa_memory.model.modeling import DecoderLayer, HSALayer, SelfAttention
+from hsa_memory.model.modeling import DecoderLayer, HSALayer, Retrieval, SelfAttention
 
 from .batches import collate, collate_teacher
 from .evaluate import evaluate, set_topk
@@ -51,6 +51,10 @@ def parse_args(argv=None):
                    help="weight of the hard-negative router loss: the evidence chunk over the decoy chunks (older "
                         "values, other keys; objectives.decoy_loss). 0 = off; its decoy_top1 is logged either way")
     p.add_argument("--warmup-steps", type=int, default=20)
+    p.add_argument("--recency-bias", action="store_true",
+                   help="add the recency-rank bias to weights trained without it (HSAConfig.hsa_recency_bias)")
+    p.add_argument("--bias-lr-scale", type=float, default=1.0,
+                   help="lr multiplier for the per-rank biases (slot and recency): a few scalars that must move by ~1")
     p.add_argument("--topk", type=int, default=None, help="routing top-K while training; 0 = every chunk (warm-up)")
     p.add_argument("--window", type=int, default=None, help="SWA window while training (default: the config's)")
     p.add_argument("--kl-weight", type=float, default=0.5)
@@ -89,6 +93,12 @@ def prepare(args):
                 module.window = args.window
     if args.resume is None:
         init_fresh(model)
+    if args.recency_bias and not config.hsa_recency_bias:
+        config.hsa_recency_bias = True
+        for layer in model.model.layers:
+            if isinstance(layer, HSALayer):
+                layer.retrieval.enable_recency_bias()
+        model.to(args.device)
     trainable = set(project_parameter_names(model))
     params = []
     for name, param in model.named_parameters():
@@ -98,14 +108,21 @@ def prepare(args):
     return loaded, model, params
 
 
-def param_groups(model, params, lr_scale_encoder: float) -> list[dict]:
-    """Two groups: the encoder's pretrained-initialised transformer layers at a reduced lr, the rest."""
+def param_groups(model, params, lr_scale_encoder: float, lr_scale_bias: float = 1.0) -> list[dict]:
+    """The encoder's pretrained-initialised transformer layers at a reduced lr, the per-rank biases of the
+    retrieval softmax at their own lr, the rest at the base lr."""
     encoder_layers = {id(p) for p in model.model.chunk_encoder.layers.parameters()}
+    rank_biases = {id(module.slot_bias) for module in model.modules() if isinstance(module, Retrieval)}
+    rank_biases |= {id(module.recency_bias) for module in model.modules()
+                    if isinstance(module, Retrieval) and module.recency_bias is not None}
     slow = [p for p in params if id(p) in encoder_layers]
-    fast = [p for p in params if id(p) not in encoder_layers]
+    biases = [p for p in params if id(p) in rank_biases]
+    fast = [p for p in params if id(p) not in encoder_layers and id(p) not in rank_biases]
     groups = [{"params": fast, "lr_scale": 1.0}]
     if slow:
         groups.append({"params": slow, "lr_scale": lr_scale_encoder})
+    if biases:
+        groups.append({"params": biases, "lr_scale": lr_scale_bias})
     return groups
 
 
@@ -164,7 +181,7 @@ def train(args) -> dict:
     loaded, model, params = prepare(args)
     set_topk(model, args.topk, args.seq_len)
     model.model.gradient_checkpointing = args.checkpointing
-    optimizer = torch.optim.AdamW(param_groups(model, params, args.encoder_lr_scale), lr=args.lr,
+    optimizer = torch.optim.AdamW(param_groups(model, params, args.encoder_lr_scale, args.bias_lr_scale), lr=args.lr,
                                   betas=(0.9, 0.95), weight_decay=0.01)
     retrievals = [layer.retrieval for layer in model.model.layers if isinstance(layer, HSALayer)]
     device = torch.device(args.device)
