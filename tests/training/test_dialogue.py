@@ -86,6 +86,13 @@ def test_user_messages_are_cleaned_and_kept_on_topic():
     assert clean_user_message("How do I start knitting?", "volcanoes") is None  # off the topic
     assert clean_user_message("How do volcanoes", "volcanoes") is None  # unfinished
     assert clean_user_message("", "volcanoes") is None
+    # a framed message keeps only what is quoted; the frame's words do not count as talk about the chat
+    assert clean_user_message('A student asks: "Why do volcanoes erupt?"', "volcanoes") == "Why do volcanoes erupt?"
+    assert clean_user_message('A curious person might ask, “How do bees make honey?”', "how bees make honey") == \
+        "How do bees make honey?"
+    assert clean_user_message('The user asks: "Can you, as an AI, explain volcanoes?"', "volcanoes") is None
+    # quotes inside a bare message are part of it
+    assert clean_user_message('What does "lava" mean for volcanoes?', "volcanoes") == 'What does "lava" mean for volcanoes?'
 
 
 def test_replies_are_finished_or_cut_to_a_sentence():
