@@ -6,7 +6,7 @@
 # Usage (repo root, after `source training/device_env.sh`):
 #   RUN=run10 SEED=10 BUDGET=840 bash training/device_jobs.sh start|check|wait|collect|measure
 # Recipe knobs (env): RESUME (checkpoint), STEPS, BUDGET (s), SEED, SEQ and BATCH (training length and rows;
-# default 4096 x 16), TRAIN_ARGS (more train.py options, e.g. "--recency-bias --bias-lr-scale 40"), DECOY (hard-negative router loss weight,
+# default 4096 x 16), WARMUP (lr warm-up steps, default 10), TRAIN_ARGS (more train.py options, e.g. "--recency-bias --bias-lr-scale 40"), DECOY (hard-negative router loss weight,
 # objectives.decoy_loss; default 0 = the run-9/10/11 recipe unchanged), DIALOGUE (exchanges of base-model
 # dialogue to write first and mix into agent histories; default 0 = none, or the corpus kept in the repo).
 # Wheels to carry in .whl/ (the image lacks them): gguf, zstandard (cp312), sqlalchemy (cp312).
@@ -43,7 +43,7 @@ start)
   fi
   setsid nohup bash -c "if $WRITE; then FILLER=corpora+dialogue; else FILLER=corpora; fi; echo filler \$FILLER; \
     exec python3 -m hsa_memory.training.train --resume $RESUME --seed ${SEED:-10} \
-    --out $RUN --backend triton --steps ${STEPS:-2000} --seq-len ${SEQ:-4096} --batch ${BATCH:-16} --lr 5e-4 --warmup-steps 10 \
+    --out $RUN --backend triton --steps ${STEPS:-2000} --seq-len ${SEQ:-4096} --batch ${BATCH:-16} --lr 5e-4 --warmup-steps ${WARMUP:-10} \
     --encoder-lr-scale 0.1 --retrieval-weight 0.3 --decoy-weight ${DECOY:-0} --kl-weight 0.5 --kl-positions 256 --distill-weight 0.2 \
     --mix agent_memory:0.6,s_niah:0.15,mq_niah:0.15,variable_tracking:0.1 --checkpointing --workers 10 \
     --time-budget ${BUDGET:-720} --save-every 25 \
