@@ -36,7 +36,6 @@ def evidence_status(evidence: list[int], answer_start: int, chunk_size: int, win
     return bool(visible), bool(far)
 
 
-@torch.no_grad()
 def set_topk(model, topk: int | None, seq_len: int) -> None:
     """Every HSA layer's routing top-K (None: unchanged; 0: every chunk of a ``seq_len`` sequence)."""
     if topk is None:
@@ -47,6 +46,7 @@ def set_topk(model, topk: int | None, seq_len: int) -> None:
             layer.retrieval.topk = k
 
 
+@torch.no_grad()
 def evaluate(model, task: str, length: int, count: int = 32, seed: int = 10_000_019, filler: str = "corpora",
              split: str = "heldout") -> dict:
     tokenizer = load_tokenizer()
