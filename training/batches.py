@@ -30,6 +30,9 @@ class TokenExample:
     # hard negatives (issue 7): chunk positions of the question's decoys (an older value of the fact, another
     # person's or key's value), never an evidence chunk; empty when the generator gives none
     decoy_chunks: list[int] = field(default_factory=list)
+    # the reply tokens that spell the answer itself ([start, stop) in input_ids): the evaluation's value match
+    # scores these alone, so a reply phrased another way around a right value still counts
+    answer_tokens: tuple[int, int] = (0, 0)
 
 
 def tokenize_example(example, tokenizer, chunk_size: int = 64, question_index: int | None = None,
@@ -50,7 +53,10 @@ def tokenize_example(example, tokenizer, chunk_size: int = 64, question_index: i
     ids.extend(tokenizer.encode(render_turn("user", question.text) + "<|im_start|>assistant\n",
                                 add_special_tokens=False).ids)
     answer_start = len(ids)
-    reply = tokenizer.encode(question.reply + "<|im_end|>\n", add_special_tokens=False).ids
+    encoded_reply = tokenizer.encode(question.reply + "<|im_end|>\n", add_special_tokens=False)
+    reply = encoded_reply.ids
+    start, stop = answer_token_range(question.reply, question.answer, encoded_reply.offsets)
+    answer_tokens = (answer_start + start, answer_start + stop)
     ids.extend(reply)
     labels = [IGNORE] * answer_start + reply
     # the trailing newline after <|im_end|> is formatting, not answer
@@ -65,7 +71,19 @@ def tokenize_example(example, tokenizer, chunk_size: int = 64, question_index: i
     else:
         teacher_answer_start = 0
     decoys = sorted(decoy_chunks(example, question, spans, tokenizer, chunk_size) - set(evidence))
-    return TokenExample(ids, labels, answer_start, evidence, example.task, teacher, teacher_answer_start, decoys)
+    return TokenExample(ids, labels, answer_start, evidence, example.task, teacher, teacher_answer_start, decoys,
+                        answer_tokens)
+
+
+def answer_token_range(reply: str, answer: str, offsets: list[tuple[int, int]]) -> tuple[int, int]:
+    """The reply tokens (by index) that overlap the answer's characters; the whole reply without its end
+    marker when the answer is not in it verbatim (a list answer rephrased, say)."""
+    at = reply.find(answer) if answer else -1
+    if at < 0:
+        whole = [i for i, (lo, _) in enumerate(offsets) if lo < len(reply)]
+        return (whole[0], whole[-1] + 1) if whole else (0, 0)
+    hits = [i for i, (lo, hi) in enumerate(offsets) if lo < at + len(answer) and hi > at]
+    return hits[0], hits[-1] + 1
 
 
 def evidence_chunks(example, question, spans, tokenizer, chunk_size: int) -> set[int]:

@@ -46,6 +46,17 @@ def set_topk(model, topk: int | None, seq_len: int) -> None:
             layer.retrieval.topk = k
 
 
+def value_match(model, hidden: torch.Tensor, tokens) -> float:
+    """1.0 when every reply token that spells the answer is the argmax given the gold reply before it
+    (teacher forced). ``exact`` also asks for the reply's wording ("Your locker code is" vs "Your locker
+    number is"), which a right answer need not share."""
+    start, stop = tokens.answer_tokens
+    if stop <= start:
+        return 0.0
+    predicted = model.lm_head(hidden[start - 1:stop - 1]).argmax(-1).cpu()
+    return float(bool((predicted == torch.tensor(tokens.input_ids[start:stop])).all()))
+
+
 @torch.no_grad()
 def evaluate(model, task: str, length: int, count: int = 32, seed: int = 10_000_019, filler: str = "corpora",
              split: str = "heldout") -> dict:
@@ -54,8 +65,9 @@ def evaluate(model, task: str, length: int, count: int = 32, seed: int = 10_000_
     S, K = model.config.chunk_size, model.config.hsa_topk
     window = model.config.sliding_window
     retrievals = [layer.retrieval for layer in model.model.layers if isinstance(layer, HSALayer)]
-    exact, n = 0.0, 0
+    exact, value_exact, n = 0.0, 0.0, 0
     recall, recall_far, top1, in_topk, n_vis, n_far, exact_far = 0.0, 0.0, 0.0, 0.0, 0, 0, 0.0
+    value_exact_far = 0.0
     decoy_top1, n_decoy = 0.0, 0
     model.eval()
     for i in range(count):
@@ -70,10 +82,12 @@ def evaluate(model, task: str, length: int, count: int = 32, seed: int = 10_000_
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 hidden = model.model(inputs.to(device), trace=trace)
                 _, stats = answer_loss(model, hidden, labels.to(device))
+                value_ok = value_match(model, hidden[0], tokens)
         finally:
             for retrieval in retrievals:
                 retrieval.capture = None
         exact += stats["exact"]
+        value_exact += value_ok
         n += 1
         retrievable, far = evidence_status(tokens.evidence_chunks, tokens.answer_start, S, window)
         if not retrievable:
@@ -105,11 +119,13 @@ def evaluate(model, task: str, length: int, count: int = 32, seed: int = 10_000_
             n_far += 1
             recall_far += hit
             exact_far += stats["exact"]
-    return {"task": task, "length": length, "n": n, "exact": exact / n,
+            value_exact_far += value_ok
+    return {"task": task, "length": length, "n": n, "exact": exact / n, "value_exact": value_exact / n,
             "n_retrievable": n_vis, "evidence_recall": recall / max(1, n_vis),
             "evidence_top1": top1 / max(1, n_vis), "evidence_in_topk": in_topk / max(1, n_vis),
             "n_decoy": n_decoy, "decoy_top1": decoy_top1 / max(1, n_decoy),
-            "n_far": n_far, "evidence_recall_far": recall_far / max(1, n_far), "exact_far": exact_far / max(1, n_far)}
+            "n_far": n_far, "evidence_recall_far": recall_far / max(1, n_far), "exact_far": exact_far / max(1, n_far),
+            "value_exact_far": value_exact_far / max(1, n_far)}
 
 
 def main(argv=None) -> None:

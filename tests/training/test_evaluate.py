@@ -52,5 +52,46 @@ def test_evaluate_runs_without_autograd(monkeypatch):
     result = evaluate_module.evaluate(model, "s_niah", 512, count=2, filler="fallback")
     assert seen == [(False, False), (False, False)]
     assert result["n"] == 2 and 0.0 <= result["exact"] <= 1.0
+    # a reply right token for token has its answer tokens right too
+    assert result["exact"] <= result["value_exact"] <= 1.0
     assert all(p.grad is None for p in model.parameters())
     assert torch.is_grad_enabled()
+
+
+def test_answer_tokens_cover_the_answer_inside_the_reply():
+    from hsa_memory.training.batches import answer_token_range
+    from hsa_memory.training.tasks import tokenizer
+
+    tok = tokenizer()
+    reply = "Your locker code is 9094."
+    encoded = tok.encode(reply + "<|im_end|>\n", add_special_tokens=False)
+    start, stop = answer_token_range(reply, "9094", encoded.offsets)
+    assert tok.decode(encoded.ids[start:stop]).strip() == "9094"
+    assert stop < len(encoded.ids) - 1  # the end marker is not part of the answer
+    # not verbatim in the reply: the whole reply, without <|im_end|>
+    start, stop = answer_token_range(reply, "R-1", encoded.offsets)
+    assert tok.decode(encoded.ids[start:stop]) == reply
+
+
+def test_value_match_scores_only_the_answer_tokens():
+    """A wrong wording around a right value is a value match; a wrong value is not."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from hsa_memory.training.evaluate import value_match
+
+    vocab, width = 10, 4
+    head = torch.nn.Linear(width, vocab, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(vocab, width))  # hidden unit i votes for id i
+    model = SimpleNamespace(lm_head=head)
+    # sequence positions 0..5; the answer is tokens 3..4 = ids [2, 3]
+    tokens = SimpleNamespace(answer_tokens=(3, 5), input_ids=[9, 9, 9, 2, 3, 9])
+    hidden = torch.zeros(6, width)
+    hidden[2, 2] = 1.0  # predicts id 2 at position 3
+    hidden[3, 3] = 1.0  # predicts id 3 at position 4
+    assert value_match(model, hidden, tokens) == 1.0
+    hidden[3] = 0.0
+    hidden[3, 1] = 1.0  # predicts id 1: wrong value
+    assert value_match(model, hidden, tokens) == 0.0
