@@ -5,7 +5,7 @@
 # measures later (built now, asked with --measure-only once training is done and the GPU is quiet).
 # Usage (repo root, after `source training/device_env.sh`):
 #   RUN=run10 SEED=10 BUDGET=840 bash training/device_jobs.sh start|check|wait|collect|measure
-# Recipe knobs (env): RESUME (checkpoint), STEPS, BUDGET (s), SEED, SEQ and BATCH (training length and rows;
+# Recipe knobs (env): RESUME (checkpoint), STEPS (at most), BUDGET (s; the lr cosine ends when steps or budget run out), SEED, SEQ and BATCH (training length and rows;
 # default 4096 x 16), WARMUP (lr warm-up steps, default 10), TRAIN_ARGS (more train.py options, e.g. "--recency-bias --bias-lr-scale 40"), DECOY (hard-negative router loss weight,
 # objectives.decoy_loss; default 0 = the run-9/10/11 recipe unchanged), DIALOGUE (exchanges of base-model
 # dialogue to write first and mix into agent histories; default 0 = none, or the corpus kept in the repo).

@@ -146,10 +146,15 @@ def init_fresh(model) -> None:
             layer.self_attn.sink_logits.zero_()
 
 
-def lr_at(step: int, args) -> float:
+def lr_at(step: int, args, elapsed: float = 0.0) -> float:
+    """Linear warm-up, then cosine to 0.1x. With a --time-budget the cosine follows whichever runs out first,
+    steps or seconds: run 13 asked for 3,000 steps, its budget stopped it at 1,262 with the lr still at 0.66x
+    peak, and those steps bought nothing (training/LOG.md, sessions 8-9)."""
     if step < args.warmup_steps:
         return args.lr * (step + 1) / args.warmup_steps
     progress = (step - args.warmup_steps) / max(1, args.steps - args.warmup_steps)
+    if args.time_budget:
+        progress = max(progress, elapsed / args.time_budget)
     return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
@@ -197,8 +202,9 @@ def train(args) -> dict:
             examples = next(stream)
             inputs, labels = collate(examples, max(len(e.input_ids) for e in examples), pad)
             inputs, labels = inputs.to(device), labels.to(device)
+            lr = lr_at(step, args, time.time() - started)
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, args) * group["lr_scale"]
+                group["lr"] = lr * group["lr_scale"]
             model.train()
             with autocast:
                 seed = args.seed * 100_000 + step if args.gumbel > 0 else None
@@ -250,7 +256,7 @@ def train(args) -> dict:
             total.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0).item()
             optimizer.step()
-            record = {"step": step, "loss": loss.item(), **stats, "grad_norm": grad_norm, "lr": lr_at(step, args),
+            record = {"step": step, "loss": loss.item(), **stats, "grad_norm": grad_norm, "lr": lr,
                       "tokens": int(inputs.numel()), "elapsed": time.time() - started,
                       "tasks": sorted({e.task for e in examples})}
             history.append(record)

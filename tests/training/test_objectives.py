@@ -1,10 +1,11 @@
 """The router loss (training/objectives.retrieval_loss) and the training set-up around it."""
+import pytest
 import torch
 
 from hsa_memory.model import HSAForCausalLM, get_preset
 from hsa_memory.model.modeling import SINK_INIT, HSALayer
 from hsa_memory.training.objectives import retrieval_loss
-from hsa_memory.training.train import init_fresh, param_groups
+from hsa_memory.training.train import init_fresh, lr_at, param_groups, parse_args
 
 
 def captured(model, inputs):
@@ -75,3 +76,17 @@ def test_param_groups_slow_down_only_the_encoder_layers():
     assert {id(p) for p in groups[1]["params"]} == slow and groups[1]["lr_scale"] == 0.1
     assert id(model.model.chunk_encoder.cls) not in {id(p) for p in groups[1]["params"]}
     assert sum(len(g["params"]) for g in groups) == len(params)
+
+
+def test_lr_schedule_ends_its_decay_when_the_time_budget_ends():
+    """With --time-budget the cosine must reach its floor when the seconds run out, even if --steps asked
+    for more (run 13 stopped at 0.66x peak lr); without a budget only steps count."""
+    args = parse_args(["--out", "unused", "--steps", "3000", "--warmup-steps", "10", "--lr", "1e-3",
+                       "--time-budget", "1000"])
+    assert lr_at(0, args, 0.0) == pytest.approx(1e-4)  # warm-up is by step
+    assert lr_at(100, args, 0.0) == pytest.approx(1e-3, rel=0.01)  # neither clock has moved much
+    assert lr_at(1262, args, 500.0) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5), rel=1e-6)  # half the seconds
+    assert lr_at(1262, args, 1000.0) == pytest.approx(1e-4)  # the budget is spent: the floor
+    assert lr_at(2990, args, 10.0) == pytest.approx(1e-4, rel=0.01)  # steps ran out first
+    no_budget = parse_args(["--out", "unused", "--steps", "3000", "--warmup-steps", "10", "--lr", "1e-3"])
+    assert lr_at(1262, no_budget, 1e9) == lr_at(1262, no_budget, 0.0) > 5e-4
