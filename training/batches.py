@@ -149,6 +149,17 @@ def collate(examples: list[TokenExample], length: int, pad_id: int) -> tuple[tor
     return inputs, labels
 
 
+def answer_weights(examples: list[TokenExample], length: int, value_weight: float) -> torch.Tensor:
+    """(B, length) loss weights aligned with ``collate``'s labels: ``value_weight`` on the tokens that spell
+    each answer, 1 elsewhere. Most reply tokens are a fixed wording ("Your locker code is"); the value is a
+    few tokens, and the copy errors (Darius → "Domen") sit there (training/LOG.md, session 9)."""
+    weights = torch.ones(len(examples), length)
+    for row, example in enumerate(examples):
+        start, stop = example.answer_tokens
+        weights[row, min(start, length):min(stop, length)] = value_weight
+    return weights
+
+
 def collate_teacher(examples: list[TokenExample], pad_id: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The teacher sequences padded to the longest: (B, T) inputs and labels on their reply tokens
     (exactly the student's reply labels, so position k of one reply matches position k of the other);

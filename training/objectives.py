@@ -39,14 +39,22 @@ def base_behaviour(model: HSAForCausalLM):
                 module._parameters["sink_logits"] = sink
 
 
-def answer_loss(model: HSAForCausalLM, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """Mean cross-entropy over reply tokens, plus exact-match statistics (teacher forced)."""
+def answer_loss(model: HSAForCausalLM, hidden: torch.Tensor, labels: torch.Tensor,
+                weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """Mean cross-entropy over reply tokens, plus exact-match statistics (teacher forced).
+
+    ``weights`` (B, T, aligned with ``labels``): a weighted mean instead, e.g. the answer's own tokens
+    counted more than the reply's wording around them (batches.answer_weights)."""
     targets = labels[:, 1:]
     mask = targets != IGNORE
     rows, cols = mask.nonzero(as_tuple=True)
     logits = model.lm_head(hidden[:, :-1][rows, cols]).float()
     gold = targets[rows, cols]
-    loss = F.cross_entropy(logits, gold)
+    if weights is None:
+        loss = F.cross_entropy(logits, gold)
+    else:
+        w = weights[:, 1:][rows, cols].to(logits.dtype)
+        loss = (F.cross_entropy(logits, gold, reduction="none") * w).sum() / w.sum().clamp_min(1e-6)
     correct = (logits.argmax(-1) == gold)
     wrong = torch.zeros(hidden.shape[0], device=hidden.device).scatter_reduce(0, rows, (~correct).float(), "amax")
     row_ok = 1.0 - wrong

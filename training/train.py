@@ -25,7 +25,7 @@ from hsa_memory.model.loading import load_model
 from hsa_memory.model.memory import set_kernel_backend
 from hsa_memory.model.modeling import DecoderLayer, HSALayer, Retrieval, SelfAttention
 
-from .batches import collate, collate_teacher
+from .batches import answer_weights, collate, collate_teacher
 from .evaluate import evaluate, set_topk
 from .objectives import answer_loss, base_behaviour, decoy_loss, distill_loss, kl_to_base, retrieval_loss
 from .tasks import FILLERS, job_stream, make_token_example, parse_mix
@@ -51,6 +51,9 @@ def parse_args(argv=None):
                    help="weight of the hard-negative router loss: the evidence chunk over the decoy chunks (older "
                         "values, other keys; objectives.decoy_loss). 0 = off; its decoy_top1 is logged either way")
     p.add_argument("--warmup-steps", type=int, default=20)
+    p.add_argument("--value-weight", type=float, default=1.0,
+                   help="reply-loss weight of the tokens that spell the answer, against 1 for the wording around "
+                        "them (1 = a plain mean over the reply, as in runs 1-14)")
     p.add_argument("--recency-bias", action="store_true",
                    help="add the recency-rank bias to weights trained without it (HSAConfig.hsa_recency_bias)")
     p.add_argument("--bias-lr-scale", type=float, default=1.0,
@@ -217,7 +220,10 @@ def train(args) -> dict:
                     # recomputation under gradient checkpointing must not capture again
                     for retrieval in retrievals:
                         retrieval.capture = None
-                loss, stats = answer_loss(model, hidden, labels)
+                weights = None
+                if args.value_weight != 1.0:
+                    weights = answer_weights(examples, labels.shape[1], args.value_weight).to(device)
+                loss, stats = answer_loss(model, hidden, labels, weights)
                 total = loss
                 r_loss, r_stats = retrieval_loss(captures, [e.evidence_chunks for e in examples],
                                                  [e.answer_start for e in examples], model.config.chunk_size, labels)

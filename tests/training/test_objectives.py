@@ -90,3 +90,31 @@ def test_lr_schedule_ends_its_decay_when_the_time_budget_ends():
     assert lr_at(2990, args, 10.0) == pytest.approx(1e-4, rel=0.01)  # steps ran out first
     no_budget = parse_args(["--out", "unused", "--steps", "3000", "--warmup-steps", "10", "--lr", "1e-3"])
     assert lr_at(1262, no_budget, 1e9) == lr_at(1262, no_budget, 0.0) > 5e-4
+
+
+def test_value_weight_reweights_only_the_answer_tokens():
+    """Weights of 1 give the plain mean; a value weight counts the answer's tokens that many times."""
+    from types import SimpleNamespace
+
+    import torch.nn.functional as F
+
+    from hsa_memory.training.batches import IGNORE, TokenExample, answer_weights, collate
+    from hsa_memory.training.objectives import answer_loss
+
+    torch.manual_seed(0)
+    vocab, width, T = 11, 6, 8
+    model = SimpleNamespace(lm_head=torch.nn.Linear(width, vocab, bias=False))
+    ids = [1, 2, 3, 4, 5, 6, 7, 8]
+    example = TokenExample(ids, [IGNORE] * 4 + ids[4:], 4, [], "agent_memory", answer_tokens=(5, 7))
+    inputs, labels = collate([example], T, 0)
+    hidden = torch.randn(1, T, width)
+    plain, _ = answer_loss(model, hidden, labels)
+    ones, _ = answer_loss(model, hidden, labels, answer_weights([example], T, 1.0))
+    assert torch.allclose(plain, ones)
+    weighted, _ = answer_loss(model, hidden, labels, answer_weights([example], T, 3.0))
+    ce = F.cross_entropy(model.lm_head(hidden[0, 3:7]), torch.tensor(ids[4:8]), reduction="none")
+    # label positions 4..7 are predicted from 3..6; positions 5 and 6 spell the answer
+    expected = (ce * torch.tensor([1.0, 3.0, 3.0, 1.0])).sum() / 8.0
+    assert torch.allclose(weighted, expected, atol=1e-6)
+    # an answer span beyond the truncated length is clipped, not an error
+    assert answer_weights([example], 6, 2.0)[0].tolist() == [1, 1, 1, 1, 1, 2]
