@@ -276,6 +276,9 @@ class HSALayer(nn.Module):
         if config.hsa_intermediate_size:
             self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
             self.mlp = SwiGLU(config.hidden_size, config.hsa_intermediate_size)
+        # training sets a list here to receive (queries (B, T, HQ, D), the sequence's chunk keys (B, C·S, HK, D))
+        # of each full-sequence pass, for a loss on where inside a chunk the answer's tokens look (copy_loss)
+        self.copy_capture: list | None = None
 
     def forward(self, hidden_states, router, positions, trace: RetrievalTrace | None = None, gumbel_seed=None):
         B, T, _ = hidden_states.shape
@@ -286,6 +289,8 @@ class HSALayer(nn.Module):
             trace.seconds["retrieval"] += time.perf_counter() - started
             trace.record(positions, chunk_ids, weights)
         q = self.q_norm(self.q_proj(normed).view(B, T, self.num_heads, self.head_dim))  # (B, T, HQ, D)
+        if self.copy_capture is not None and hasattr(router, "keys"):
+            self.copy_capture.append((q, router.keys))
         out = router.attend(q, chunk_ids, weights.to(q.dtype), trace)  # (B, T, HQ, D)
         hidden_states = hidden_states + self.o_proj(out.reshape(B, T, self.num_heads * self.head_dim))
         if self.mlp is not None:

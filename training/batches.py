@@ -33,6 +33,9 @@ class TokenExample:
     # the reply tokens that spell the answer itself ([start, stop) in input_ids): the evaluation's value match
     # scores these alone, so a reply phrased another way around a right value still counts
     answer_tokens: tuple[int, int] = (0, 0)
+    # (query position, key position) pairs: the position predicting each answer token, and where that token
+    # sits in the evidence (a closed chunk before the reply); empty when the answer is not there verbatim
+    copy_pairs: list[tuple[int, int]] = field(default_factory=list)
 
 
 def tokenize_example(example, tokenizer, chunk_size: int = 64, question_index: int | None = None,
@@ -71,8 +74,29 @@ def tokenize_example(example, tokenizer, chunk_size: int = 64, question_index: i
     else:
         teacher_answer_start = 0
     decoys = sorted(decoy_chunks(example, question, spans, tokenizer, chunk_size) - set(evidence))
+    evidence_spans = [spans[m] for m in question.evidence_message_ids if m in spans]
+    pairs = copy_pairs(ids, answer_tokens, evidence_spans, chunk_size)
     return TokenExample(ids, labels, answer_start, evidence, example.task, teacher, teacher_answer_start, decoys,
-                        answer_tokens)
+                        answer_tokens, pairs)
+
+
+def copy_pairs(ids: list[int], answer_tokens: tuple[int, int], evidence_spans: list[tuple[int, int]],
+               chunk_size: int) -> list[tuple[int, int]]:
+    """For each token of the answer, (the position that predicts it, its position in the evidence): the first
+    verbatim occurrence of the answer's token sequence inside an evidence message whose chunks are closed
+    before the reply (what HSA can read). Empty when there is none (a value tokenised differently there)."""
+    start, stop = answer_tokens
+    value = ids[start:stop]
+    if not value:
+        return []
+    for lo, hi in evidence_spans:
+        for at in range(lo, hi - len(value) + 1):
+            if ids[at:at + len(value)] == value:
+                pairs = [(start + j - 1, at + j) for j in range(len(value))]
+                # the chunk of every key must be complete before its query
+                if all((k // chunk_size + 1) * chunk_size <= q for q, k in pairs):
+                    return pairs
+    return []
 
 
 def answer_token_range(reply: str, answer: str, offsets: list[tuple[int, int]]) -> tuple[int, int]:

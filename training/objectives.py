@@ -185,3 +185,38 @@ def distill_loss(model: HSAForCausalLM, hidden: torch.Tensor, labels: torch.Tens
     with torch.no_grad():
         teacher = F.log_softmax(model.lm_head(teacher_hidden[:, :-1][teacher_mask]).float(), -1)
     return F.kl_div(student, teacher, log_target=True, reduction="batchmean")
+
+
+def copy_loss(captures: list, pairs: list[list[tuple[int, int]]], chunk_size: int) -> tuple[torch.Tensor | None, dict]:
+    """Where inside the evidence chunk the answer's tokens look: for each (query, key) pair of
+    ``TokenExample.copy_pairs``, −log of the head-averaged attention probability that the query's in-chunk
+    softmax puts on the key holding the same token (a pointer, as in pointer networks).
+
+    Why: with the router's weight 0.99 on the evidence chunk, the run-12 reader still wrote 'Domen' for
+    'Darius' (training/LOG.md, session 9) — the reply loss reaches in-chunk attention only through the
+    language model. The head average leaves heads free to do other work as long as some point at the token.
+    ``captures``: one (q (B, T, HQ, D), keys (B, C·S, HK, D)) per HSA layer.
+    """
+    rows = [(b, q, k) for b, row in enumerate(pairs) for q, k in row]
+    if not captures or not rows:
+        return None, {}
+    terms, hits = [], []
+    for q, keys in captures:
+        B, T, HQ, D = q.shape
+        HK = keys.shape[2]
+        kept = [(b, qp, kp) for b, qp, kp in rows if qp < T and kp < keys.shape[1]]
+        if not kept:
+            continue
+        b_idx, q_pos, k_pos = (torch.tensor(col, device=q.device) for col in zip(*kept))
+        start = (k_pos // chunk_size) * chunk_size
+        window = start[:, None] + torch.arange(chunk_size, device=q.device)  # (N, S)
+        chunk_keys = keys[b_idx[:, None], window]  # (N, S, HK, D)
+        queries = q[b_idx, q_pos].view(len(kept), HK, HQ // HK, D)  # (N, HK, G, D)
+        logits = torch.einsum("nhgd,nshd->nhgs", queries.float(), chunk_keys.float()) * D ** -0.5
+        target = (k_pos - start).view(-1, 1, 1, 1).expand(-1, HK, HQ // HK, 1)
+        probability = logits.softmax(-1).gather(-1, target).squeeze(-1).mean(dim=(1, 2))  # (N,)
+        terms.append(-torch.log(probability.clamp_min(1e-9)))
+        hits.append((logits.argmax(-1) == target.squeeze(-1)).float().mean())
+    if not terms:
+        return None, {}
+    return torch.cat(terms).mean(), {"copy_top1": torch.stack(hits).mean().item(), "copy_pairs": len(rows)}

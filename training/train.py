@@ -27,7 +27,8 @@ from hsa_memory.model.modeling import DecoderLayer, HSALayer, Retrieval, SelfAtt
 
 from .batches import answer_weights, collate, collate_teacher
 from .evaluate import evaluate, set_topk
-from .objectives import answer_loss, base_behaviour, decoy_loss, distill_loss, kl_to_base, retrieval_loss
+from .objectives import (answer_loss, base_behaviour, copy_loss, decoy_loss, distill_loss, kl_to_base,
+                         retrieval_loss)
 from .tasks import FILLERS, job_stream, make_token_example, parse_mix
 
 log = logging.getLogger("hsa_memory.training")
@@ -54,6 +55,9 @@ def parse_args(argv=None):
     p.add_argument("--value-weight", type=float, default=1.0,
                    help="reply-loss weight of the tokens that spell the answer, against 1 for the wording around "
                         "them (1 = a plain mean over the reply, as in runs 1-14)")
+    p.add_argument("--copy-weight", type=float, default=0.0,
+                   help="weight of the in-chunk pointer loss: each answer token's query attends to that token in "
+                        "the evidence (objectives.copy_loss); 0 = off")
     p.add_argument("--recency-bias", action="store_true",
                    help="add the recency-rank bias to weights trained without it (HSAConfig.hsa_recency_bias)")
     p.add_argument("--bias-lr-scale", type=float, default=1.0,
@@ -191,7 +195,8 @@ def train(args) -> dict:
     model.model.gradient_checkpointing = args.checkpointing
     optimizer = torch.optim.AdamW(param_groups(model, params, args.encoder_lr_scale, args.bias_lr_scale), lr=args.lr,
                                   betas=(0.9, 0.95), weight_decay=0.01)
-    retrievals = [layer.retrieval for layer in model.model.layers if isinstance(layer, HSALayer)]
+    hsa_layers = [layer for layer in model.model.layers if isinstance(layer, HSALayer)]
+    retrievals = [layer.retrieval for layer in hsa_layers]
     device = torch.device(args.device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     pad = model.config.eos_token_id
@@ -211,15 +216,19 @@ def train(args) -> dict:
             model.train()
             with autocast:
                 seed = args.seed * 100_000 + step if args.gumbel > 0 else None
-                captures = []
+                captures, copy_captures = [], []
                 for retrieval in retrievals:
                     retrieval.capture = captures
+                for layer in hsa_layers:
+                    layer.copy_capture = copy_captures if args.copy_weight > 0 else None
                 try:
                     hidden = model.model(inputs, gumbel_seed=seed, frozen_lower=True)
                 finally:
                     # recomputation under gradient checkpointing must not capture again
                     for retrieval in retrievals:
                         retrieval.capture = None
+                    for layer in hsa_layers:
+                        layer.copy_capture = None
                 weights = None
                 if args.value_weight != 1.0:
                     weights = answer_weights(examples, labels.shape[1], args.value_weight).to(device)
@@ -239,6 +248,11 @@ def train(args) -> dict:
                 if captures:
                     stats["landmark_spread"] = landmark_spread(captures[0][1])
                 del captures
+                c_loss, c_stats = copy_loss(copy_captures, [e.copy_pairs for e in examples], model.config.chunk_size)
+                del copy_captures
+                if c_loss is not None:
+                    stats.update(c_stats, copy_loss=c_loss.item())
+                    total = total + args.copy_weight * c_loss
                 if r_loss is not None:
                     stats.update(r_stats, retrieval_loss=r_loss.item())
                     if args.retrieval_weight > 0:

@@ -118,3 +118,65 @@ def test_value_weight_reweights_only_the_answer_tokens():
     assert torch.allclose(weighted, expected, atol=1e-6)
     # an answer span beyond the truncated length is clipped, not an error
     assert answer_weights([example], 6, 2.0)[0].tolist() == [1, 1, 1, 1, 1, 2]
+
+
+def test_copy_pairs_point_at_the_answer_in_closed_evidence_chunks():
+    from hsa_memory.training.batches import copy_pairs
+
+    S = 4
+    #        0  1  2  3  4  5  6  7  8  9 10 11 12 13 14 15
+    ids = [9, 9, 7, 8, 9, 9, 9, 9, 9, 9, 9, 9, 5, 7, 8, 0]
+    # the answer 7 8 sits at 13..14 (reply) and at 2..3 in the evidence message 0..6 (chunk 0, closed by 12)
+    assert copy_pairs(ids, (13, 15), [(0, 6)], S) == [(12, 2), (13, 3)]
+    # not verbatim in the evidence: no pairs
+    assert copy_pairs(ids, (13, 15), [(4, 10)], S) == []
+    # evidence whose chunk is still open before the query: no pairs
+    assert copy_pairs(ids, (13, 15), [(0, 6)], 16) == []
+
+
+def test_copy_loss_is_low_when_the_query_points_at_the_token_and_trains_it():
+    from hsa_memory.training.objectives import copy_loss
+
+    torch.manual_seed(0)
+    B, T, HQ, HK, D, S = 2, 16, 4, 1, 8, 4
+    keys = torch.randn(B, T, HK, D)
+    q = torch.randn(B, T, HQ, D, requires_grad=True)
+    pairs = [[(12, 2), (13, 3)], [(9, 5)]]
+    loss, stats = copy_loss([(q, keys)], pairs, S)
+    assert stats["copy_pairs"] == 3 and loss.item() > 0
+    # by hand: query 9 of row 1, chunk 1 (keys 4..7), target key 5 (index 1 in the chunk)
+    logits = torch.einsum("hd,sd->hs", q[1, 9].detach(), keys[1, 4:8, 0]) * D ** -0.5
+    by_hand = -torch.log(logits.softmax(-1)[:, 1].mean())
+    alone, _ = copy_loss([(q.detach(), keys)], [[], [(9, 5)]], S)
+    assert torch.allclose(alone, by_hand, atol=1e-6)
+    # queries that equal (a large multiple of) the target key point at it: loss near 0, top-1 hit
+    sharp = q.detach().clone()
+    for row, row_pairs in enumerate(pairs):
+        for qp, kp in row_pairs:
+            sharp[row, qp] = 50 * keys[row, kp, 0]
+    pointed, pointed_stats = copy_loss([(sharp, keys)], pairs, S)
+    assert pointed.item() < 0.05 and pointed_stats["copy_top1"] == 1.0
+    # gradients reach the queries; pairs past the sequence are skipped, no pairs give None
+    loss.backward()
+    assert q.grad[0, 12].abs().sum() > 0 and q.grad[0, 0].abs().sum() == 0
+    assert copy_loss([(q, keys)], [[(40, 2)], []], S) == (None, {})
+    assert copy_loss([], pairs, S) == (None, {})
+
+
+def test_training_with_the_copy_loss_logs_it_under_checkpointing(tmp_path):
+    """The HSA layers hand their queries and the sequence's chunk keys to copy_loss once per step (not again
+    while gradient checkpointing recomputes), and the loss joins the total."""
+    import json
+
+    from hsa_memory.training.train import train
+
+    args = parse_args(["--preset", "tiny", "--out", str(tmp_path), "--steps", "2", "--batch", "2", "--seq-len", "512",
+                       "--mix", "s_niah:1", "--filler", "fallback", "--workers", "0", "--eval", "",
+                       "--copy-weight", "1.0", "--checkpointing", "--kl-positions", "8", "--device", "cpu",
+                       "--backend", "reference"])
+    train(args)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    assert all(row["copy_loss"] > 0 and 0.0 <= row["copy_top1"] <= 1.0 for row in rows)
+    # a needle's digits: one pair per answer token, per row
+    assert all(row["copy_pairs"] >= 2 for row in rows)
