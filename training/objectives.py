@@ -202,7 +202,7 @@ def copy_loss(captures: list, pairs: list[list[tuple[int, int]]], chunk_size: in
         return None, {}
     terms, hits = [], []
     for q, keys in captures:
-        B, T, HQ, D = q.shape
+        _, T, HQ, D = q.shape
         HK = keys.shape[2]
         kept = [(b, qp, kp) for b, qp, kp in rows if qp < T and kp < keys.shape[1]]
         if not kept:

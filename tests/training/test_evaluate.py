@@ -32,15 +32,13 @@ def test_cli_refuses_a_topk_below_one(capsys):
 def test_evaluate_runs_without_autograd(monkeypatch):
     """Evaluation must not build a graph: with grad on, an 8K eval held every layer's activations
     (~8 GB at 2K on the CPU, out of memory at 8K) although it never calls backward."""
-    import dataclasses
-
     import torch
 
     from hsa_memory.model import HSAForCausalLM, get_preset
     from hsa_memory.training import evaluate as evaluate_module
 
     torch.manual_seed(0)
-    model = HSAForCausalLM(dataclasses.replace(get_preset("tiny"))).train()
+    model = HSAForCausalLM(get_preset("tiny")).train()
     seen = []
     real_answer_loss = evaluate_module.answer_loss
 
