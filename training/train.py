@@ -86,7 +86,13 @@ def parse_args(argv=None):
                         "or without written dialogue are judged on the same examples as the weights they resume")
     p.add_argument("--backend", default="auto", choices=["auto", "reference", "triton"],
                    help="kernels for SWA, top-K and HSA attention (check with training.backend_parity first)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # a weight at or below zero would push the answer's tokens (or the pointer) the wrong way: a usage error
+    if args.value_weight <= 0:
+        p.error("--value-weight must be positive (1 = a plain mean over the reply)")
+    if args.copy_weight < 0:
+        p.error("--copy-weight must be 0 (off) or positive")
+    return args
 
 
 def prepare(args):

@@ -180,3 +180,14 @@ def test_training_with_the_copy_loss_logs_it_under_checkpointing(tmp_path):
     assert all(row["copy_loss"] > 0 and 0.0 <= row["copy_top1"] <= 1.0 for row in rows)
     # a needle's digits: one pair per answer token, per row
     assert all(row["copy_pairs"] >= 2 for row in rows)
+
+
+def test_loss_weights_below_their_range_are_usage_errors(capsys):
+    for flag, bad, message in (("--value-weight", "0", "--value-weight must be positive"),
+                               ("--value-weight", "-2", "--value-weight must be positive"),
+                               ("--copy-weight", "-0.3", "--copy-weight must be 0 (off) or positive")):
+        with pytest.raises(SystemExit) as exc:
+            parse_args(["--out", "unused", flag, bad])
+        assert exc.value.code == 2
+        assert message in capsys.readouterr().err
+    assert parse_args(["--out", "unused", "--copy-weight", "0", "--value-weight", "3"]).value_weight == 3
