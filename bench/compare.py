@@ -1,20 +1,24 @@
 """Side by side: hsa-memory against what users would pick instead, on the same memories and chunks.
 
     python bench/compare.py --sizes 8K,64K --questions 8 [--systems ...] [--checkpoint PATH]
-                            [--device auto] [--workdir DIR] [--write]
+                            [--device auto] [--workdir DIR] [--write] [--json PATH]
 
 Systems (``compare_systems``): ``hsa-memory`` (the public ``Memory`` API: extend / search / ask),
 ``bm25+reader`` and ``dense+reader`` (BM25 or all-MiniLM-L6-v2 over the same 64-token chunks, the
 base SmolLM2 reading the top-K), ``full-context`` (the base SmolLM2 with the whole memory in its 8K
 window; sizes above 8K are skipped), ``infllm`` (training-free block retrieval on the base SmolLM2 in
 the style of InfLLM: the stream's K/V on disk in 64-token blocks with representative keys, each layer
-attending over the initial tokens, its top-K blocks and a local window; ``compare_infllm``).
+attending over the initial tokens, its top-K blocks and a local window; ``compare_infllm``),
+``infllm-attn`` (the same blocks chosen by the question's own attention over every stored key instead of
+representative keys: the strongest block score of the family, reading every key at each ask) and, run only
+when named, ``infllm-quest`` (chosen by Quest's per-channel min/max key bounds).
 Workloads (``compare_workloads``): held-out agent-memory QA and multi-key NIAH from the training
 generators, one memory per (workload, size).
 
 Each (system, size) runs in its own process, so its peak RSS is its own; results land in
 ``--workdir`` one JSON per (system, size) and a rerun with the same workdir skips what is done (a
-long run can be split into calls). ``--write`` updates bench/RESULTS.md and the PNGs in bench/.
+long run can be split into calls). ``--write`` updates bench/RESULTS.md and the PNGs in bench/;
+``--json PATH`` writes this call's rows and per-question results (its systems and sizes only) to PATH.
 """
 from __future__ import annotations
 
@@ -39,7 +43,8 @@ sys.path.insert(0, str(BENCH))
 from compare_workloads import DEFAULT_SEED, WORKLOADS, Workload, parse_size, size_label  # noqa: E402
 
 # cheap systems first: at a big size the long pole (hsa-memory's ingest) comes last
-ALL_SYSTEMS = ("bm25+reader", "dense+reader", "full-context", "infllm", "hsa-memory")
+ALL_SYSTEMS = ("bm25+reader", "dense+reader", "full-context", "infllm", "infllm-attn", "hsa-memory")
+OPTIONAL_SYSTEMS = ("infllm-quest",)  # run and reported when --systems names them
 
 
 def workload_path(workdir: Path, task: str, size: int) -> Path:
@@ -189,6 +194,8 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="keeps workloads, stores and per-run results")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: torch's default)")
     parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md and bench/compare_*.png")
+    parser.add_argument("--json", default=None, help="write this call's summary and per-question results "
+                        "(its systems and sizes only) to this path; bench/compare_results.json is --write's")
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing: tabulate what --workdir holds, missing cells marked 'not run'")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -203,9 +210,9 @@ def main() -> None:
 
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     systems = args.systems.split(",")
-    unknown = sorted(set(systems) - set(ALL_SYSTEMS))
+    unknown = sorted(set(systems) - set(ALL_SYSTEMS + OPTIONAL_SYSTEMS))
     if unknown:
-        parser.error(f"unknown systems {unknown}; choose from {list(ALL_SYSTEMS)}")
+        parser.error(f"unknown systems {unknown}; choose from {list(ALL_SYSTEMS + OPTIONAL_SYSTEMS)}")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="hsa-compare-"))
     print(f"workdir: {workdir}", flush=True)
     began = datetime.now(timezone.utc)
@@ -246,6 +253,11 @@ def main() -> None:
     summary = {"command": command_line(args), "machine": machine(), "date": f"{began:%Y-%m-%d %H:%M} UTC",
                "rows": rows}
     (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
+    if args.json:
+        runs = [rescore(json.loads(result_path(workdir, s, size).read_text())) for size in sizes for s in systems
+                if result_path(workdir, s, size).exists()]
+        Path(args.json).write_text(json.dumps({**summary, "runs": runs}, indent=1))
+        print(f"wrote {args.json}")
     if args.write:
         for png in plot(rows, BENCH):
             print(f"wrote {png}")

@@ -82,6 +82,38 @@ mass of the 5 candidates in 56 of the 57 (layer, KV group) pairs of layers 11–
 in 8 of them (chance: ~11). The limit is the representative-key score at this scale, not the assembly,
 which is exact (see Positions).
 
+**Other block scores** (``score``; everything else — ingest, assembly, positions, decoding, the vote
+ranking — is the InfLLM mode's, so the systems differ only in which blocks each layer reads). All three
+work on the block's keys rotated by their offset inside the block (``R(j) k_j``) and the question's
+queries rotated by their distance to a block's first token, so in-block relative positions are the true
+ones and only the block's distance from the question is assumed (a block in the middle of the ``top_k``
+retrieved slots, ``top_k · S / 2`` tokens before the local window, plus each question token's own distance).
+
+- ``"attn"`` (system ``infllm-attn``): per layer and KV group, the question's own attention over every key of
+  every candidate block (softmax over all candidate keys, per query token and query head of the group),
+  summed per block (``attention_mass``). No summary stands for a block: this is what full attention from the
+  question would give each block, the strongest score this family of methods approximates — at the price of
+  reading every stored key of each layer at each ask (ask cost grows with the memory).
+- ``"quest"`` (system ``infllm-quest``): Quest (Tang et al. 2024, "Quest: Query-Aware Sparsity for Efficient
+  Long-Context LLM Inference"). Per block, KV head and channel ``d`` the minimum and maximum of the keys;
+  a query's bound ``sum_d max(q_d min_d, q_d max_d) >= max_j q · k_j`` (``key_bounds``, ``bound_scores``);
+  reduced over the group's (question token, query head) pairs by ``reduce`` (max: Quest's choice). Bounds
+  cost 2 × 64 values per block and KV head (360 B/token at float16, against 720 for 4 representatives).
+- ``"mean"``: the block's mean key (``mean_key``) against each query, reduced as Quest's bound.
+
+**Sink-like tokens** (``skip_sinks``): optionally, tokens whose text has no letter or digit (newlines,
+punctuation, ChatML markers) are left out of a block's representative keys, bounds or mean (a block with
+nothing else keeps all of its tokens).
+
+**What the scores find** (2026-12-07, bench/RESULTS.md "Block retrieval without sinks"; the 8K held-out
+workloads, 8 questions each, recall@8 of the vote ranking, agent memory / NIAH): representatives 0.12 / 0.25,
+representatives without sink-like tokens 0.00 / 0.25, Quest 0.00 / 0.00 (max or mean; with or without
+sink-like tokens), mean key 0.12 / 0.25, attention over every key 0.12 / 0.50. Per (layer, KV group) in
+layers 11–29, the share that put the evidence block in its top 8 of ~115 (chance 0.07): attention mass 0.18 /
+0.42, mean key 0.15 / 0.33, max exact q · k 0.12 / 0.23, Quest's bound 0.03 / 0.12. Quest bounds the *max*
+logit, and on this model the max is a poorer signal than the attention mass; the bound is looser still
+(64 keys' per-channel extremes), and it favours blocks with extreme keys whatever the question.
+
 **State.** One folder per memory: ``kv{layer}.bin`` (2 × KV heads × tokens × 64, pre-RoPE keys and
 values), ``reps.bin`` (layers × blocks × KV heads × reps × 64), ``head.bin`` (the system turn's K/V),
 ``ids.npy`` and ``meta.json``; ~23 KB of K/V per token at float16 (30 layers × 3 KV heads × 64 dims ×
@@ -121,6 +153,17 @@ class InfLLMConfig:
     top_k: int = 8  # blocks read per layer and KV group
     reps: int = 4  # representative keys per block and KV head (InfLLM's repr_topk)
     storage: str = "float16"  # K/V and representative keys on disk: float16 or float32
+    # block score: "repr" (InfLLM's representative keys), "quest" (per-channel key bounds), "mean" (the
+    # block's mean key) or "attn" (the question's full attention over every candidate key: no summary)
+    score: str = "repr"
+    reduce: str = "max"  # quest / mean: a group's (question token, query head) scores of a block → max or mean
+    skip_sinks: bool = False  # leave tokens with no letter or digit out of the block summary (repr/quest/mean)
+
+
+SCORES = ("repr", "quest", "mean", "attn")
+REDUCES = ("max", "mean")
+# per score: the block-summary file and its vectors per block and KV head (None: the representatives' count)
+SUMMARY = {"repr": ("reps.bin", None), "quest": ("bounds.bin", 2), "mean": ("means.bin", 1), "attn": (None, 0)}
 
 
 @dataclass
@@ -156,6 +199,45 @@ def representative_keys(keys: torch.Tensor, received: torch.Tensor, reps: int) -
     return torch.gather(per_head, 1, top[..., None].expand(-1, -1, per_head.shape[-1]))
 
 
+def key_bounds(keys: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Quest's page summary: per KV head and channel the minimum and maximum of a block's keys.
+
+    keys (S, HK, D), keep (S,) bool or None (all) → (HK, 2, D): [min, max]. A block whose ``keep`` is all
+    False uses all of its keys.
+    """
+    if keep is not None and bool(keep.any()):
+        keys = keys[keep]
+    return torch.stack([keys.amin(dim=0), keys.amax(dim=0)], dim=1)
+
+
+def mean_key(keys: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """A block's mean key per KV head: keys (S, HK, D), keep as ``key_bounds`` → (HK, 1, D)."""
+    if keep is not None and bool(keep.any()):
+        keys = keys[keep]
+    return keys.mean(dim=0)[:, None]
+
+
+def bound_scores(queries: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
+    """Quest's upper bound of each query's best dot product with each block: sum_d max(q_d min_d, q_d max_d).
+
+    queries (HK, n, D), bounds (N, HK, 2, D) → (HK, n, N), float32.
+    """
+    q = queries.float()
+    low = bounds[:, :, 0].float().permute(1, 2, 0)  # (HK, D, N)
+    high = bounds[:, :, 1].float().permute(1, 2, 0)
+    return torch.bmm(q.clamp(min=0), high) + torch.bmm(q.clamp(max=0), low)
+
+
+def attention_mass(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """The attention each block gets from the queries, softmax over all the blocks' keys, summed over the queries.
+
+    queries (HK, n, D) and keys (HK, N, S, D), both rotated → (HK, N).
+    """
+    HK, N, S, D = keys.shape
+    logits = torch.bmm(queries.float(), keys.float().reshape(HK, N * S, D).transpose(1, 2)) * D ** -0.5
+    return torch.softmax(logits, dim=-1).view(HK, -1, N, S).sum(dim=(1, 3))
+
+
 def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                       visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """GQA attention with explicit probabilities, in float32.
@@ -189,7 +271,11 @@ class BlockWriter:
         for layer in range(meta["layers"]):
             self.kv.append(self._create(f"kv{layer:02d}.bin", 2 * self.HK * self.L * self.D))
         self.head = self._create("head.bin", meta["layers"] * 2 * self.HK * meta["head_tokens"] * self.D)
-        self.reps = self._create("reps.bin", meta["layers"] * self.blocks * self.HK * meta["reps"] * self.D)
+        # the block summary the score reads: representative keys (InfLLM), per-channel bounds (Quest), mean keys
+        name, items = SUMMARY[meta.get("score", "repr")]
+        self.summary_items = meta["reps"] if items is None else items
+        self.summary = (self._create(name, meta["layers"] * self.blocks * self.HK * self.summary_items * self.D)
+                        if name else None)
 
     def _create(self, name: str, items: int) -> int:
         fd = os.open(self.folder / name, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -215,13 +301,14 @@ class BlockWriter:
         os.pwrite(self.head, array.tobytes(), layer * array.nbytes)
 
     def write_reps(self, layer: int, first_block: int, reps: torch.Tensor) -> None:
-        """Representative keys (n, HK, r, D) of blocks first_block.. of one layer."""
+        """Block summaries (n, HK, r, D) of blocks first_block.. of one layer: representative keys (r = reps),
+        Quest's key bounds (r = 2: min, max) or the mean key (r = 1)."""
         array = self._array(reps)
-        per_block = self.HK * self.meta["reps"] * self.D * self.dtype.itemsize
-        os.pwrite(self.reps, array.tobytes(), (layer * self.blocks + first_block) * per_block)
+        per_block = self.HK * self.summary_items * self.D * self.dtype.itemsize
+        os.pwrite(self.summary, array.tobytes(), (layer * self.blocks + first_block) * per_block)
 
     def close(self) -> None:
-        for fd in self.kv + [self.head, self.reps]:
+        for fd in self.kv + [self.head] + ([self.summary] if self.summary is not None else []):
             os.fsync(fd)
             os.close(fd)
         (self.folder / "meta.json").write_text(json.dumps(self.meta, indent=1))
@@ -243,9 +330,18 @@ class BlockMemory:
                    for layer in range(self.layers)]
         self.head = np.memmap(self.folder / "head.bin", dtype, "r",
                               shape=(self.layers, 2, self.HK, self.head_tokens, self.D))
-        self.reps = (np.memmap(self.folder / "reps.bin", dtype, "r",
-                               shape=(self.layers, self.blocks, self.HK, meta["reps"], self.D))
-                     if self.blocks else None)
+        self.score = meta.get("score", "repr")
+        self.reps = self.bounds = self.means = None
+        name, items = SUMMARY[self.score]
+        if self.blocks and name:
+            summary = np.memmap(self.folder / name, dtype, "r", shape=(
+                self.layers, self.blocks, self.HK, meta["reps"] if items is None else items, self.D))
+            if self.score == "repr":
+                self.reps = summary
+            elif self.score == "quest":
+                self.bounds = summary
+            else:
+                self.means = summary
 
     def nbytes(self) -> int:
         return sum(p.stat().st_size for p in self.folder.iterdir() if p.is_file())
@@ -277,6 +373,18 @@ class BlockMemory:
         """Representative keys (hi - lo, HK, r, D) of blocks [lo, hi), float32 on the CPU."""
         return torch.from_numpy(np.array(self.reps[layer, lo:hi], dtype=np.float32))
 
+    def summaries(self, layer: int, lo: int, hi: int) -> torch.Tensor:
+        """Quest bounds (hi - lo, HK, 2, D: min and max of R(offset) · key) or mean keys (hi - lo, HK, 1, D:
+        the mean of R(offset) · key) of blocks [lo, hi), float32 on the CPU."""
+        return torch.from_numpy(np.array((self.bounds if self.score == "quest" else self.means)[layer, lo:hi],
+                                         dtype=np.float32))
+
+    def block_keys(self, layer: int, lo: int, hi: int) -> torch.Tensor:
+        """Every pre-RoPE key of blocks [lo, hi): (HK, hi - lo, S, D), float32 on the CPU."""
+        S = self.block_size
+        keys = np.array(self.kv[layer][0, :, lo * S: hi * S], dtype=np.float32)
+        return torch.from_numpy(keys).view(self.HK, hi - lo, S, self.D)
+
 
 class InfLLM:
     """Ingest a stream into a ``BlockMemory``; answer and retrieve over it (see the module docstring)."""
@@ -290,6 +398,8 @@ class InfLLM:
             raise ValueError(f"storage {config.storage!r}: choose from {sorted(STORAGE)}")
         if config.piece < 1 or config.window < 1 or config.block_size < 1 or config.reps < 1:
             raise ValueError(f"invalid InfLLMConfig {config}")
+        if config.score not in SCORES or config.reduce not in REDUCES:
+            raise ValueError(f"score {config.score!r} / reduce {config.reduce!r}: choose from {SCORES} / {REDUCES}")
         self.reader, self.model, self.config = reader, model, config
         # the reader's decoder layers with their index in model.layers (the HSA layers stay out: silent)
         self.decoder = [(i, layer) for i, layer in enumerate(model.model.layers) if isinstance(layer, DecoderLayer)]
@@ -299,6 +409,14 @@ class InfLLM:
         self.head_ids = self.encode(system_turn())
         self.peak_tail = 0  # most stream tokens held in RAM by the last ingest (initial ones aside)
         self.last_selections: dict[tuple[int, int], list[int]] = {}
+        self._sinkish: dict[int, bool] = {}
+
+    def sink_like(self, ids: Sequence[int]) -> torch.Tensor:
+        """(len(ids),) bool: tokens whose text has no letter or digit (newlines, punctuation, ChatML markers)."""
+        for token in set(ids) - self._sinkish.keys():
+            text = self.reader.tokenizer.decode([token], skip_special_tokens=True)
+            self._sinkish[token] = not any(ch.isalnum() for ch in text)
+        return torch.tensor([self._sinkish[t] for t in ids], dtype=torch.bool, device=self.device)
 
     def encode(self, text: str) -> list[int]:
         return self.reader.tokenizer.encode(text, add_special_tokens=False).ids
@@ -343,7 +461,7 @@ class InfLLM:
         n_layers = len(self.decoder)
         writer = BlockWriter(Path(folder), {
             "layers": n_layers, "kv_heads": self.HK, "head_dim": self.D, "tokens": L, "head_tokens": h,
-            "block_size": S, "reps": c.reps, "storage": c.storage, "config": asdict(c)})
+            "block_size": S, "reps": c.reps, "storage": c.storage, "score": c.score, "config": asdict(c)})
         np.save(Path(folder) / "ids.npy", np.asarray(stream_ids, dtype=np.int32))
         empty = torch.zeros(0, self.HK, self.D, device=self.device, dtype=self.dtype)
         # global token index: the system turn -h..-1, the stream 0..L-1
@@ -355,6 +473,7 @@ class InfLLM:
         self.peak_tail = 0
         pieces = [(-h, 0), (0, initial)] + [(lo, min(lo + c.piece, L)) for lo in range(initial, L, c.piece)]
         rotary = self.model.model.rotary
+        offset_cos, offset_sin = rotary(torch.arange(S, device=self.device))  # Quest: R(offset in the block)
         for lo, hi in pieces:
             if hi <= lo:
                 continue
@@ -393,11 +512,27 @@ class InfLLM:
             ready = L // S if hi == L else min(L // S, max(next_block, (hi - W + 1) // S))
             if ready > next_block:
                 off = next_block * S - tail_start
+                keep = [None] * (ready - next_block)
+                if c.skip_sinks:
+                    keep = [~self.sink_like([int(t) for t in stream_ids[b * S: b * S + S]])
+                            for b in range(next_block, ready)]
                 for layer in range(n_layers):
-                    reps = [representative_keys(tail_k[layer][off + i * S: off + i * S + S],
-                                                received[layer][:, off + i * S: off + i * S + S], c.reps)
-                            for i in range(ready - next_block)]
-                    writer.write_reps(layer, next_block, torch.stack(reps))
+                    if c.score in ("quest", "mean"):
+                        summary = key_bounds if c.score == "quest" else mean_key
+                        summaries = [summary(apply_rope(tail_k[layer][off + i * S: off + i * S + S][None].float(),
+                                                        offset_cos, offset_sin)[0], keep[i])
+                                     for i in range(ready - next_block)]
+                    elif c.score == "attn":
+                        continue
+                    else:
+                        summaries = []
+                        for i in range(ready - next_block):
+                            got_i = received[layer][:, off + i * S: off + i * S + S]
+                            if keep[i] is not None and bool(keep[i].any()):
+                                got_i = got_i.masked_fill(~keep[i], float("-inf"))
+                            summaries.append(representative_keys(tail_k[layer][off + i * S: off + i * S + S],
+                                                                 got_i, c.reps))
+                    writer.write_reps(layer, next_block, torch.stack(summaries))
                 next_block = ready
             # keep what the next window sees and the blocks still collecting attention
             keep = max(tail_start, min(next_block * S, hi - W + 1))
@@ -411,6 +546,34 @@ class InfLLM:
         return BlockMemory(folder)
 
     # ---- ask ----------------------------------------------------------------------------------
+    def _select_by_keys(self, memory: BlockMemory, layer: int, queries: torch.Tensor, distances: torch.Tensor,
+                        lo: int, hi: int, k: int) -> list[list[int]]:
+        """Per KV group the top-k candidate blocks [lo, hi), best first, for the scores other than InfLLM's:
+        each question token's query heads, rotated by its distance to a block's first token, against every
+        block's Quest bounds or mean key (reduced, max or mean, over the group's (token, head) pairs) or
+        against every key of every candidate block (attention mass)."""
+        Tq, G = queries.shape[0], self.H // self.HK
+        cos, sin = self.model.model.rotary(distances)
+        rotated = apply_rope(queries.float()[None], cos, sin)[0]  # (Tq, H, D)
+        per_group = rotated.view(Tq, self.HK, G, self.D).permute(1, 0, 2, 3).reshape(self.HK, Tq * G, self.D)
+        per_group = per_group.cpu()
+        if memory.score == "attn":
+            # the question's own attention over every candidate key (softmax over the candidates), summed per
+            # block over the group's (token, head) pairs: what full attention would give each block
+            keys = memory.block_keys(layer, lo, hi)  # (HK, N, S, D) pre-RoPE
+            HK, N, S, D = keys.shape
+            cos, sin = self.model.model.rotary(torch.arange(S))
+            keys = apply_rope(keys.reshape(HK * N, S, 1, D), cos.cpu(), sin.cpu())  # R(offset in the block)
+            scores = attention_mass(per_group, keys.view(HK, N, S, D))
+        else:
+            summaries = memory.summaries(layer, lo, hi)  # (N, HK, r, D)
+            if memory.score == "quest":
+                scores = bound_scores(per_group, summaries)  # (HK, Tq·G, N)
+            else:
+                scores = torch.einsum("hqd,nhd->hqn", per_group, summaries[:, :, 0])
+            scores = scores.amax(dim=1) if self.config.reduce == "max" else scores.mean(dim=1)
+        return (scores.topk(k, dim=-1).indices + lo).tolist()
+
     def _select(self, memory: BlockMemory, layer: int, queries: torch.Tensor, lo: int, hi: int,
                 k: int) -> list[list[int]]:
         """Per KV group the top-k candidate blocks [lo, hi), best first, scored as InfLLM does."""
@@ -428,6 +591,8 @@ class InfLLM:
     def prefill(self, memory: BlockMemory, question: str, top_k: int | None = None) -> Prefill:
         """Local window + question through the model, each layer over its assembled context."""
         S = self.config.block_size
+        if memory.score != self.config.score:
+            raise ValueError(f"a memory ingested with score={memory.score!r} read with score={self.config.score!r}")
         initial, local_start, lo, hi = self.layout(memory.tokens)
         K = min(self.config.top_k if top_k is None else top_k, hi - lo)
         q_ids = self.question_ids(question)
@@ -447,7 +612,12 @@ class InfLLM:
                 queries = attn.q_proj(module.input_layernorm(hidden[:, T - Tq:])).view(1, Tq, self.H, self.D)
                 if attn.q_norm is not None:
                     queries = attn.q_norm(queries)
-                ranked = self._select(memory, layer, queries[0], lo, hi, K)
+                if memory.score != "repr":
+                    # a question token sits (its offset in the ask) + K·S/2 tokens after a middle slot's block
+                    distances = torch.arange(T - Tq, T, device=self.device) + K * S // 2
+                    ranked = self._select_by_keys(memory, layer, queries[0], distances, lo, hi, K)
+                else:
+                    ranked = self._select(memory, layer, queries[0], lo, hi, K)
                 for group, blocks in enumerate(ranked):
                     selections[(layer, group)] = blocks
                 blocks_k, blocks_v = memory.gather(layer, [sorted(b) for b in ranked], self.device, self.dtype)

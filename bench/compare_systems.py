@@ -19,7 +19,7 @@ from compare_readers import BASE_CONTEXT, FullContext, load_base_reader, rag_ans
 from compare_retrievers import BM25Retriever, DenseRetriever, MiniLMEncoder
 from compare_workloads import Workload
 
-SYSTEMS = ("hsa-memory", "bm25+reader", "dense+reader", "full-context", "infllm")
+SYSTEMS = ("hsa-memory", "bm25+reader", "dense+reader", "full-context", "infllm", "infllm-attn", "infllm-quest")
 
 
 class System(Protocol):
@@ -182,24 +182,34 @@ class FullContextSystem:
         self.context = None
 
 
+# the block-scoring modes of ``compare_infllm`` that run as systems (see its docstring): InfLLM's representative
+# keys; the question's own attention over every stored key (the strongest score of the family: no summary to
+# approximate it, at the price of reading every key at each ask); Quest's per-channel key bounds (max over
+# the question's query tokens and heads)
+INFLLM_MODES = {"infllm": {"score": "repr"}, "infllm-attn": {"score": "attn"},
+                "infllm-quest": {"score": "quest", "reduce": "max"}}
+
+
 class InfLLMSystem:
     """Training-free block retrieval on the base SmolLM2 in the style of InfLLM (``compare_infllm``): the
-    stream's K/V and representative keys per 64-token block on disk, each layer reading its top-K blocks."""
+    stream's K/V per 64-token block on disk, each layer reading its top-K blocks by representative keys
+    (``infllm``), by the question's attention over every stored key (``infllm-attn``) or by Quest's
+    per-channel key bounds (``infllm-quest``)."""
 
-    name = "infllm"
     state_where = "disk"
 
-    def __init__(self, folder: Path, device: str = "cpu", top_k: int = 8):
+    def __init__(self, folder: Path, device: str = "cpu", top_k: int = 8, name: str = "infllm"):
+        self.name = name
         self.folder = folder
         self.reader = load_base_reader(device)
-        self.infllm = InfLLM(self.reader, InfLLMConfig(top_k=top_k))
+        self.infllm = InfLLM(self.reader, InfLLMConfig(top_k=top_k, **INFLLM_MODES[name]))
         self.memory = None
 
     def ingest(self, workload: Workload) -> float:
         started = time.perf_counter()
         stream = build_stream(workload.messages, self.reader.tokenizer)
         # one folder per workload: two workers may ingest a size's workloads side by side
-        self.path = self.folder / f"infllm-{workload.task}"
+        self.path = self.folder / f"{self.name}-{workload.task}"
         shutil.rmtree(self.path, ignore_errors=True)
         self.memory = self.infllm.ingest(stream.ids, self.path)
         return time.perf_counter() - started
@@ -226,6 +236,6 @@ def make_system(name: str, folder: Path, device: str = "cpu", checkpoint: str | 
         return RagSystem(name.split("+")[0], folder, device, top_k)
     if name == "full-context":
         return FullContextSystem(device)
-    if name == "infllm":
-        return InfLLMSystem(folder, device, top_k)
+    if name in INFLLM_MODES:
+        return InfLLMSystem(folder, device, top_k, name)
     raise ValueError(f"unknown system {name!r}; choose from {list(SYSTEMS)}")
