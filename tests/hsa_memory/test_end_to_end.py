@@ -42,6 +42,10 @@ KNOWN_SHORT = {
         "run 12 weights (2026-12-06): the fact chunk is the top citation for 6 of 8 questions, 1 answer of 8 "
         "holds the fact (Lisbon; 'Bingo' for Biscuit, 'Oma' for Okafor); search ranks it in the top 3 for 5 of 8 "
         "(5th, 7th, 7th)",
+    "4e6195f30ce74e2cd13dc523a15660daa5702cc962b0bf60a9d000e092768435":
+        "run 15 weights (2026-12-07): the fact chunk is the top citation for 7 of 8 questions, 2 answers of 8 "
+        "hold the fact (Lisbon, Biscuit; 'Oona' for Okafor, 'Omar' for Le Guin); search ranks it in the top 3 "
+        "for 6 of 8 (4th, 8th)",
 }
 
 
