@@ -8,7 +8,9 @@
 # Recipe knobs (env): RESUME (checkpoint), STEPS (at most), BUDGET (s; the lr cosine ends when steps or budget run out), SEED, SEQ and BATCH (training length and rows;
 # default 4096 x 16), WARMUP (lr warm-up steps, default 10), TRAIN_ARGS (more train.py options, e.g. "--recency-bias --bias-lr-scale 40"), DECOY (hard-negative router loss weight,
 # objectives.decoy_loss; default 0 = the run-9/10/11 recipe unchanged), DIALOGUE (exchanges of base-model
-# dialogue to write first and mix into agent histories; default 0 = none, or the corpus kept in the repo).
+# dialogue to write first and mix into agent histories; default 0 = none, or the corpus kept in the repo),
+# EVAL_COUNT (held-out examples per eval row, for the run's end eval and the baseline; default 64: 16 left
+# a 2-in-16 difference undecided in session 10, and 64 rows of four tasks take ~1 min on the H100).
 # Wheels to carry in .whl/ (the image lacks them): gguf, zstandard (cp312), sqlalchemy (cp312).
 # Always `check` right after `start`: a job that died at import must not be slept on.
 set -u
@@ -47,12 +49,12 @@ start)
     --encoder-lr-scale 0.1 --retrieval-weight 0.3 --decoy-weight ${DECOY:-0} --kl-weight 0.5 --kl-positions 256 --distill-weight 0.2 \
     --mix agent_memory:0.6,s_niah:0.15,mq_niah:0.15,variable_tracking:0.1 --checkpointing --workers 10 \
     --time-budget ${BUDGET:-720} --save-every 25 \
-    --filler \$FILLER ${TRAIN_ARGS:-} --eval s_niah:8192,agent_memory:8192,mq_niah:8192,agent_memory:2048" > $RUN/train.log 2>&1 < /dev/null &
+    --filler \$FILLER ${TRAIN_ARGS:-} --eval-count ${EVAL_COUNT:-64} --eval s_niah:8192,agent_memory:8192,mq_niah:8192,agent_memory:2048" > $RUN/train.log 2>&1 < /dev/null &
   # BASELINE=1: the weights being resumed, evaluated on the run's own held-out sets (same machine, same
   # examples) so the end-of-run eval has its comparison; EXTRAS=0 skips niah.py and api.py (measured in
   # session 5) so training has the GPU to itself
   if [ "${BASELINE:-1}" = 1 ]; then
-    setsid nohup python3 -m hsa_memory.training.evaluate --checkpoint $RESUME --device cuda --count 16 \
+    setsid nohup python3 -m hsa_memory.training.evaluate --checkpoint $RESUME --device cuda --count ${EVAL_COUNT:-64} \
       --eval s_niah:8192,agent_memory:8192,mq_niah:8192,agent_memory:2048 > /root/baseline.log 2>&1 < /dev/null &
   fi
   [ "${EXTRAS:-1}" = 1 ] || exit 0
