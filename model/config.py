@@ -18,7 +18,7 @@ class ConfigError(ValueError):
 
 
 # fields added later, with the default that older configs mean (see HSAConfig.to_dict)
-LATER_FIELDS: dict[str, Any] = {"hsa_recency_bias": False}
+LATER_FIELDS: dict[str, Any] = {"hsa_recency_bias": False, "hsa_supersession": False}
 
 
 @dataclass
@@ -57,6 +57,10 @@ class HSAConfig:
     # landmark scores are NoPE and cannot tell an old value of a fact from its update; the order of the
     # K picked chunks can, at any length (added in session 8; off in older checkpoints)
     hsa_recency_bias: bool = False
+    # a learned penalty on a pick that a *newer* pick about as relevant supersedes (an older value of a fact
+    # its update restates): only newer picks whose score comes close count, so an unrelated recent chunk
+    # does not pull the weight the way a flat recency bias does (added in session 10; off in older checkpoints)
+    hsa_supersession: bool = False
     # width of the HSA layer's own MLP; 0 lets the following SWA layers' MLPs read the result
     hsa_intermediate_size: int = 0
     # mixture of experts (0 experts = dense SwiGLU everywhere)

@@ -5,6 +5,7 @@ lower decoder (SWA + RoPE) → chunk encoder (bidirectional, CLS → landmark, s
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -216,6 +217,22 @@ def _by_recency(bias: torch.Tensor, chunk_ids: torch.Tensor) -> torch.Tensor:
     return F.pad(bias, (0, max(0, K - bias.shape[0])))[ranks]
 
 
+def _superseded(scores: torch.Tensor, chunk_ids: torch.Tensor, margin: torch.Tensor, log_temp: torch.Tensor) -> torch.Tensor:
+    """How far each pick is superseded, in [0, 1): the largest ``sigmoid((s_newer - s + margin) / tau)`` over the
+    token's picks that are newer than it (higher chunk id), 0 when none is (and for unused slots, id -1).
+
+    A fact's update restates the fact, so its chunk scores about as high as the old value's; an unrelated recent
+    chunk scores lower and supersedes little. Only order and score gaps are used, so it holds at any length.
+    """
+    valid = chunk_ids >= 0
+    safe = scores.masked_fill(~valid, 0.0).float()
+    # [..., j, i]: pick i is newer than pick j
+    newer = (chunk_ids.unsqueeze(-2) > chunk_ids.unsqueeze(-1)) & valid.unsqueeze(-2)
+    gap = safe.unsqueeze(-2) - safe.unsqueeze(-1) + margin
+    closeness = torch.sigmoid(gap / log_temp.exp()).masked_fill(~newer, 0.0)
+    return closeness.amax(-1).masked_fill(~valid, 0.0)
+
+
 class Retrieval(nn.Module):
     """Per-group retrieval: a query per memory KV head, top-K landmarks, softmax fusion weights."""
 
@@ -223,6 +240,11 @@ class Retrieval(nn.Module):
         """Add the recency-rank bias (zeros: the output is unchanged) to weights trained without it."""
         if self.recency_bias is None:
             self.recency_bias = nn.Parameter(torch.zeros_like(self.slot_bias))
+
+    def enable_supersession(self) -> None:
+        """Add the supersession penalty (scale 0: the output is unchanged) to weights trained without it."""
+        if self.supersession is None:
+            self.supersession = _supersession_params(self.slot_bias.device)
 
     def __init__(self, config: HSAConfig):
         super().__init__()
@@ -232,6 +254,8 @@ class Retrieval(nn.Module):
         self.slot_bias = nn.Parameter(torch.zeros(config.hsa_topk))
         # learnable bias per recency rank among the selected chunks (config.hsa_recency_bias), 0 at start
         self.recency_bias = nn.Parameter(torch.zeros(config.hsa_topk)) if config.hsa_recency_bias else None
+        # penalty scale, score margin and log temperature of ``_superseded`` (config.hsa_supersession), scale 0 at start
+        self.supersession = _supersession_params() if config.hsa_supersession else None
         # training sets a list here to receive (queries (B, T, HK, Rh) scaled, landmarks (B, C, HK·Rh)) of
         # each full-sequence pass, for a retrieval loss on every visible chunk (not only the top-K)
         self.capture: list | None = None
@@ -250,11 +274,20 @@ class Retrieval(nn.Module):
         logits = scores + bias
         if self.recency_bias is not None:
             logits = logits + _by_recency(self.recency_bias, chunk_ids)
+        if self.supersession is not None:
+            scale, margin, log_temp = self.supersession
+            logits = logits - scale * _superseded(scores, chunk_ids, margin, log_temp)
         logits = logits.masked_fill(~valid, float("-inf"))
         weights = torch.softmax(logits.float(), dim=-1)
         # a token with no visible chunk gets all-zero weights instead of NaN
         weights = torch.where(valid, weights, torch.zeros_like(weights))
         return chunk_ids, weights
+
+
+def _supersession_params(device=None) -> nn.Parameter:
+    # (scale, margin, log temperature): scale 0 leaves the fusion unchanged; a temperature of 0.5 in score
+    # units is a soft "about as relevant" before training moves it
+    return nn.Parameter(torch.tensor([0.0, 0.0, math.log(0.5)], device=device))
 
 
 class HSALayer(nn.Module):

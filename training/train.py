@@ -58,10 +58,14 @@ def parse_args(argv=None):
     p.add_argument("--copy-weight", type=float, default=0.0,
                    help="weight of the in-chunk pointer loss: each answer token's query attends to that token in "
                         "the evidence (objectives.copy_loss); 0 = off")
+    p.add_argument("--supersession", action="store_true",
+                   help="add the supersession penalty to weights trained without it (HSAConfig.hsa_supersession): "
+                        "a pick loses fusion weight when a newer pick scores about as high")
     p.add_argument("--recency-bias", action="store_true",
                    help="add the recency-rank bias to weights trained without it (HSAConfig.hsa_recency_bias)")
     p.add_argument("--bias-lr-scale", type=float, default=1.0,
-                   help="lr multiplier for the per-rank biases (slot and recency): a few scalars that must move by ~1")
+                   help="lr multiplier for the per-rank biases (slot and recency) and the supersession scalars: a few "
+                        "scalars that must move by ~1")
     p.add_argument("--topk", type=int, default=None, help="routing top-K while training; 0 = every chunk (warm-up)")
     p.add_argument("--window", type=int, default=None, help="SWA window while training (default: the config's)")
     p.add_argument("--kl-weight", type=float, default=0.5)
@@ -112,6 +116,12 @@ def prepare(args):
             if isinstance(layer, HSALayer):
                 layer.retrieval.enable_recency_bias()
         model.to(args.device)
+    if args.supersession and not config.hsa_supersession:
+        config.hsa_supersession = True
+        for layer in model.model.layers:
+            if isinstance(layer, HSALayer):
+                layer.retrieval.enable_supersession()
+        model.to(args.device)
     trainable = set(project_parameter_names(model))
     params = []
     for name, param in model.named_parameters():
@@ -128,6 +138,8 @@ def param_groups(model, params, lr_scale_encoder: float, lr_scale_bias: float = 
     rank_biases = {id(module.slot_bias) for module in model.modules() if isinstance(module, Retrieval)}
     rank_biases |= {id(module.recency_bias) for module in model.modules()
                     if isinstance(module, Retrieval) and module.recency_bias is not None}
+    rank_biases |= {id(module.supersession) for module in model.modules()
+                    if isinstance(module, Retrieval) and module.supersession is not None}
     slow = [p for p in params if id(p) in encoder_layers]
     biases = [p for p in params if id(p) in rank_biases]
     fast = [p for p in params if id(p) not in encoder_layers and id(p) not in rank_biases]
