@@ -24,6 +24,8 @@ SYSTEM_STYLES = {
     "full-context": {"color": "C2", "marker": "D"},
     "hsa-memory": {"color": "C3", "marker": "^"},
     "infllm": {"color": "C4", "marker": "v"},
+    "infllm-attn": {"color": "C5", "marker": "<"},
+    "infllm-quest": {"color": "C6", "marker": ">"},
 }
 
 
