@@ -110,18 +110,15 @@ def prepare(args):
                 module.window = args.window
     if args.resume is None:
         init_fresh(model)
-    if args.recency_bias and not config.hsa_recency_bias:
-        config.hsa_recency_bias = True
-        for layer in model.model.layers:
-            if isinstance(layer, HSALayer):
-                layer.retrieval.enable_recency_bias()
-        model.to(args.device)
-    if args.supersession and not config.hsa_supersession:
-        config.hsa_supersession = True
-        for layer in model.model.layers:
-            if isinstance(layer, HSALayer):
-                layer.retrieval.enable_supersession()
-        model.to(args.device)
+    # fusion terms added to weights trained without them (each starts as a no-op)
+    for wanted, field, enable in ((args.recency_bias, "hsa_recency_bias", "enable_recency_bias"),
+                                  (args.supersession, "hsa_supersession", "enable_supersession")):
+        if wanted and not getattr(config, field):
+            setattr(config, field, True)
+            for layer in model.model.layers:
+                if isinstance(layer, HSALayer):
+                    getattr(layer.retrieval, enable)()
+            model.to(args.device)
     trainable = set(project_parameter_names(model))
     params = []
     for name, param in model.named_parameters():
