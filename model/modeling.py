@@ -233,6 +233,12 @@ def _superseded(scores: torch.Tensor, chunk_ids: torch.Tensor, margin: torch.Ten
     return closeness.amax(-1).masked_fill(~valid, 0.0)
 
 
+def _supersession_params(device=None) -> nn.Parameter:
+    # (scale, margin, log temperature): scale 0 leaves the fusion unchanged; a temperature of 0.5 in score
+    # units is a soft "about as relevant" before training moves it
+    return nn.Parameter(torch.tensor([0.0, 0.0, math.log(0.5)], device=device))
+
+
 class Retrieval(nn.Module):
     """Per-group retrieval: a query per memory KV head, top-K landmarks, softmax fusion weights."""
 
@@ -282,12 +288,6 @@ class Retrieval(nn.Module):
         # a token with no visible chunk gets all-zero weights instead of NaN
         weights = torch.where(valid, weights, torch.zeros_like(weights))
         return chunk_ids, weights
-
-
-def _supersession_params(device=None) -> nn.Parameter:
-    # (scale, margin, log temperature): scale 0 leaves the fusion unchanged; a temperature of 0.5 in score
-    # units is a soft "about as relevant" before training moves it
-    return nn.Parameter(torch.tensor([0.0, 0.0, math.log(0.5)], device=device))
 
 
 class HSALayer(nn.Module):

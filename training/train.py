@@ -130,13 +130,10 @@ def prepare(args):
 
 def param_groups(model, params, lr_scale_encoder: float, lr_scale_bias: float = 1.0) -> list[dict]:
     """The encoder's pretrained-initialised transformer layers at a reduced lr, the per-rank biases of the
-    retrieval softmax at their own lr, the rest at the base lr."""
+    retrieval softmax (slot, recency) and the supersession scalars at their own lr, the rest at the base lr."""
     encoder_layers = {id(p) for p in model.model.chunk_encoder.layers.parameters()}
-    rank_biases = {id(module.slot_bias) for module in model.modules() if isinstance(module, Retrieval)}
-    rank_biases |= {id(module.recency_bias) for module in model.modules()
-                    if isinstance(module, Retrieval) and module.recency_bias is not None}
-    rank_biases |= {id(module.supersession) for module in model.modules()
-                    if isinstance(module, Retrieval) and module.supersession is not None}
+    rank_biases = {id(p) for module in model.modules() if isinstance(module, Retrieval)
+                   for p in (module.slot_bias, module.recency_bias, module.supersession) if p is not None}
     slow = [p for p in params if id(p) in encoder_layers]
     biases = [p for p in params if id(p) in rank_biases]
     fast = [p for p in params if id(p) not in encoder_layers and id(p) not in rank_biases]
