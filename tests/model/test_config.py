@@ -1,15 +1,29 @@
 """Scenarios: presets validate and round-trip through JSON; bad configs name the bad values;
 paper-shaped presets have the sizes their names claim."""
+import dataclasses
+
 import pytest
 import torch
 
 from hsa_memory.model import PRESETS, ConfigError, HSAConfig, HSAForCausalLM, get_preset
+from hsa_memory.model.config import LATER_FIELDS
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_preset_json_round_trip(name):
     config = get_preset(name)
     assert HSAConfig.from_json(config.to_json()) == config
+
+
+@pytest.mark.parametrize("field", sorted(LATER_FIELDS))
+def test_a_later_field_is_written_only_when_set(field):
+    """hsa_recency_bias, hsa_supersession, ...: off, they stay out of the JSON, so older configs and the model
+    digest every memory records are unchanged; on, they round-trip."""
+    config = get_preset("tiny")
+    assert field not in config.to_json()
+    assert getattr(HSAConfig.from_json(config.to_json()), field) == LATER_FIELDS[field]
+    on = dataclasses.replace(config, **{field: not LATER_FIELDS[field]})
+    assert getattr(HSAConfig.from_json(on.to_json()), field) is (not LATER_FIELDS[field])
 
 
 def test_default_layout_has_two_hsa_groups_in_upper_half():

@@ -1,6 +1,6 @@
 """The recency-rank bias: picks ordered by chunk id (= time), bias added by that rank; zero bias changes
-nothing; the config field stays out of older configs' JSON; checkpoints with and without it refuse each
-other; training can add it to weights trained without it and the checkpoint then loads."""
+nothing; checkpoints with and without it refuse each other; training can add it to weights trained without
+it and the checkpoint then loads. (Its config field stays out of older JSON: test_config.py.)"""
 import dataclasses
 
 import pytest
@@ -8,9 +8,8 @@ import torch
 
 from hsa_memory.model import HSAForCausalLM, get_preset
 from hsa_memory.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from hsa_memory.model.config import HSAConfig
 from hsa_memory.model.memory import SequenceRouter
-from hsa_memory.model.modeling import HSALayer, _by_recency
+from hsa_memory.model.modeling import _by_recency
 
 
 def test_ranks_follow_chunk_ids_and_unused_slots_rank_last():
@@ -22,18 +21,8 @@ def test_ranks_follow_chunk_ids_and_unused_slots_rank_last():
     torch.testing.assert_close(_by_recency(bias[:2], ids[1:2]), torch.tensor([[0.0, 0.0, 2.0, 1.0]]))
 
 
-def _recency_model(seed: int = 0, recency_bias: bool = True) -> HSAForCausalLM:
-    torch.manual_seed(seed)
-    config = dataclasses.replace(get_preset("tiny"), hsa_recency_bias=recency_bias)
-    model = HSAForCausalLM(config).eval()
-    with torch.no_grad():
-        for index in config.hsa_layer_indices:
-            model.model.layers[index].o_proj.weight.normal_(0.0, 0.2)
-    return model
-
-
-def test_fusion_weights_add_the_bias_of_each_picks_recency_rank():
-    model = _recency_model()
+def test_fusion_weights_add_the_bias_of_each_picks_recency_rank(tiny_hsa):
+    model = tiny_hsa(hsa_recency_bias=True)
     layer = model.model.layers[model.config.hsa_layer_indices[0]]
     retrieval = layer.retrieval
     S, C, T = model.config.chunk_size, 4, 4 * 64 + 5
@@ -78,21 +67,13 @@ def test_zero_recency_bias_leaves_the_model_unchanged():
     assert (plain(ids).logits - with_bias(ids).logits).abs().max() > 1e-3
 
 
-def test_the_field_is_written_only_when_set():
-    config = get_preset("tiny")
-    assert "hsa_recency_bias" not in config.to_json()  # older configs and memory digests unchanged
-    assert HSAConfig.from_json(config.to_json()).hsa_recency_bias is False
-    on = dataclasses.replace(config, hsa_recency_bias=True)
-    assert HSAConfig.from_json(on.to_json()).hsa_recency_bias is True
-
-
-def test_checkpoints_with_and_without_the_bias_refuse_each_other(tmp_path):
-    model = _recency_model()
+def test_checkpoints_with_and_without_the_bias_refuse_each_other(tmp_path, tiny_hsa):
+    model = tiny_hsa(hsa_recency_bias=True)
     with torch.no_grad():
         for index in model.config.hsa_layer_indices:
             model.model.layers[index].retrieval.recency_bias.normal_()
     path = save_checkpoint(model, tmp_path / "with.safetensors")
-    again = _recency_model(seed=1)
+    again = tiny_hsa(seed=1, hsa_recency_bias=True)
     load_checkpoint(again, path)
     for index in model.config.hsa_layer_indices:
         torch.testing.assert_close(again.model.layers[index].retrieval.recency_bias,
@@ -101,24 +82,13 @@ def test_checkpoints_with_and_without_the_bias_refuse_each_other(tmp_path):
         load_checkpoint(HSAForCausalLM(get_preset("tiny")), path)
     plain_path = save_checkpoint(HSAForCausalLM(get_preset("tiny")), tmp_path / "plain.safetensors")
     with pytest.raises(CheckpointError, match="hsa_recency_bias"):
-        load_checkpoint(_recency_model(), plain_path)
+        load_checkpoint(tiny_hsa(hsa_recency_bias=True), plain_path)
 
 
-def test_training_adds_the_bias_to_a_checkpoint_without_it(tmp_path):
-    from hsa_memory.training.train import parse_args, train
-
+def test_training_adds_the_bias_to_a_checkpoint_without_it(tiny_hsa, train_tiny):
     # HSA outputs already in use (a fresh layer's zero o_proj gives the fusion weights no gradient at first,
     # and whether three steps then move the bias became a matter of luck)
-    start = save_checkpoint(_recency_model(recency_bias=False), tmp_path / "start.safetensors")
-    out = tmp_path / "run"
-    args = parse_args(["--preset", "tiny", "--resume", str(start), "--out", str(out), "--steps", "3", "--batch", "2",
-                       "--seq-len", "512", "--mix", "agent_memory:1", "--filler", "fallback", "--workers", "0",
-                       "--eval", "", "--recency-bias", "--bias-lr-scale", "50", "--lr", "1e-3",
-                       "--kl-positions", "8", "--device", "cpu", "--backend", "reference"])
-    train(args)
-    from hsa_memory.model.loading import load_model
-
-    trained = load_model("tiny", checkpoint=out / "checkpoint.safetensors").model
+    trained = train_tiny(tiny_hsa(), "--recency-bias")
     assert trained.config.hsa_recency_bias
     biases = [trained.model.layers[i].retrieval.recency_bias for i in trained.config.hsa_layer_indices]
     # fifty times the base lr for a few scalars: they have moved off zero after three steps

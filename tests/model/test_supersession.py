@@ -1,7 +1,6 @@
 """The supersession penalty: a pick loses fusion weight when a newer pick scores about as high; scale 0
-changes nothing; the config field stays out of older configs' JSON; checkpoints with and without it refuse
-each other; training can add it to weights trained without it and the checkpoint then loads."""
-import dataclasses
+changes nothing; checkpoints with and without it refuse each other; training can add it to weights trained
+without it and the checkpoint then loads. (Its config field stays out of older JSON: test_config.py.)"""
 import math
 
 import pytest
@@ -9,7 +8,6 @@ import torch
 
 from hsa_memory.model import HSAForCausalLM, get_preset
 from hsa_memory.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from hsa_memory.model.config import HSAConfig
 from hsa_memory.model.memory import SequenceRouter
 from hsa_memory.model.modeling import _superseded
 
@@ -50,18 +48,8 @@ def test_an_update_supersedes_and_an_unrelated_recent_chunk_hardly_does():
     assert got[2] == 0.0  # the newest pick: nothing is newer
 
 
-def _model(seed: int = 0, supersession: bool = True) -> HSAForCausalLM:
-    torch.manual_seed(seed)
-    config = dataclasses.replace(get_preset("tiny"), hsa_supersession=supersession)
-    model = HSAForCausalLM(config).eval()
-    with torch.no_grad():
-        for index in config.hsa_layer_indices:
-            model.model.layers[index].o_proj.weight.normal_(0.0, 0.2)
-    return model
-
-
-def test_fusion_weights_subtract_the_scaled_supersession():
-    model = _model()
+def test_fusion_weights_subtract_the_scaled_supersession(tiny_hsa):
+    model = tiny_hsa(hsa_supersession=True)
     retrieval = model.model.layers[model.config.hsa_layer_indices[0]].retrieval
     S, C, T = model.config.chunk_size, 5, 5 * 64 + 7
     retrieval.topk = 3
@@ -86,9 +74,9 @@ def test_fusion_weights_subtract_the_scaled_supersession():
             torch.testing.assert_close(weights[0, t, g], expected, rtol=1e-5, atol=1e-6)
 
 
-def test_zero_scale_leaves_the_model_unchanged():
-    plain = _model(seed=3, supersession=False)
-    with_it = _model(seed=3, supersession=True)
+def test_zero_scale_leaves_the_model_unchanged(tiny_hsa):
+    plain = tiny_hsa(seed=3)
+    with_it = tiny_hsa(seed=3, hsa_supersession=True)
     with_it.load_state_dict(plain.state_dict(), strict=False)
     ids = torch.randint(0, 49152, (1, 300))
     torch.testing.assert_close(plain(ids).logits, with_it(ids).logits)
@@ -98,21 +86,13 @@ def test_zero_scale_leaves_the_model_unchanged():
     assert (plain(ids).logits - with_it(ids).logits).abs().max() > 1e-3
 
 
-def test_the_field_is_written_only_when_set():
-    config = get_preset("tiny")
-    assert "hsa_supersession" not in config.to_json()  # older configs and memory digests unchanged
-    assert HSAConfig.from_json(config.to_json()).hsa_supersession is False
-    on = dataclasses.replace(config, hsa_supersession=True)
-    assert HSAConfig.from_json(on.to_json()).hsa_supersession is True
-
-
-def test_checkpoints_with_and_without_it_refuse_each_other(tmp_path):
-    model = _model()
+def test_checkpoints_with_and_without_it_refuse_each_other(tmp_path, tiny_hsa):
+    model = tiny_hsa(hsa_supersession=True)
     with torch.no_grad():
         for index in model.config.hsa_layer_indices:
             model.model.layers[index].retrieval.supersession.copy_(torch.tensor([2.0, 0.5, -1.0]))
     path = save_checkpoint(model, tmp_path / "with.safetensors")
-    again = _model(seed=1)
+    again = tiny_hsa(seed=1, hsa_supersession=True)
     load_checkpoint(again, path)
     for index in model.config.hsa_layer_indices:
         torch.testing.assert_close(again.model.layers[index].retrieval.supersession,
@@ -121,22 +101,12 @@ def test_checkpoints_with_and_without_it_refuse_each_other(tmp_path):
         load_checkpoint(HSAForCausalLM(get_preset("tiny")), path)
     plain_path = save_checkpoint(HSAForCausalLM(get_preset("tiny")), tmp_path / "plain.safetensors")
     with pytest.raises(CheckpointError, match="hsa_supersession"):
-        load_checkpoint(_model(), plain_path)
+        load_checkpoint(tiny_hsa(hsa_supersession=True), plain_path)
 
 
-def test_training_adds_it_to_a_checkpoint_without_it(tmp_path):
-    from hsa_memory.model.loading import load_model
-    from hsa_memory.training.train import parse_args, train
-
+def test_training_adds_it_to_a_checkpoint_without_it(tiny_hsa, train_tiny):
     # HSA outputs already in use: a fresh layer's zero o_proj would give the fusion no gradient at first
-    start = save_checkpoint(_model(supersession=False), tmp_path / "start.safetensors")
-    out = tmp_path / "run"
-    args = parse_args(["--preset", "tiny", "--resume", str(start), "--out", str(out), "--steps", "3", "--batch", "2",
-                       "--seq-len", "512", "--mix", "agent_memory:1", "--filler", "fallback", "--workers", "0",
-                       "--eval", "", "--supersession", "--bias-lr-scale", "50", "--lr", "1e-3",
-                       "--kl-positions", "8", "--device", "cpu", "--backend", "reference"])
-    train(args)
-    trained = load_model("tiny", checkpoint=out / "checkpoint.safetensors").model
+    trained = train_tiny(tiny_hsa(), "--supersession")
     assert trained.config.hsa_supersession
     params = [trained.model.layers[i].retrieval.supersession for i in trained.config.hsa_layer_indices]
     # fifty times the base lr for three scalars: the scale has moved off zero after three steps in every layer
