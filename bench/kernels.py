@@ -14,7 +14,8 @@ and ``torch.topk(q @ Lᵀ)``, and its other merges side by side in the same run 
 kernel with bitonic folds): ``topk_sort_us`` (merge kernel, one sort of all candidates: the default until
 2026-12-06), ``topk_ticket_us`` (merge fused into the scan by an atomic ticket, bitonic folds);
 ``sweep`` times its settings at 16M tokens (more merge variants: ticket + sort, ticket with 8 tiles per
-slice, a one-warp fold merge kernel). ``--only decode,sweep,prefill`` takes about 2-3 minutes on an H100.
+slice, a one-warp fold merge kernel). ``--only decode,sweep,prefill`` takes about 2-3 minutes on an H100. ``profile`` splits the short-context
+training step (eager vs one CUDA graph, GPU time per kernel from the profiler).
 """
 from __future__ import annotations
 
@@ -61,6 +62,55 @@ def attempt(table, row, body):
         traceback.print_exc()
     torch.cuda.empty_cache()
     record(table, row)
+
+
+def training_profile(lengths, ks):
+    """Where the short-context training step's time goes (issue 8: HSA fwd+bwd slower than dense at 8K).
+
+    Per (L, K), default layouts: the step eager (as ``training`` times it) and as one CUDA-graph replay (no
+    host launch cost: what a captured training step would pay), and the GPU time of each kernel over 10
+    eager steps from the profiler, so a floor is split into sorting, atomics, launches and the kernels."""
+    HQ, HK, D = 16, 1, 64
+    for L in lengths:
+        for K in ks:
+            row = {"L": L, "K": K}
+
+            def body():
+                q = torch.randn(1, L, HQ, D, device=DEVICE, dtype=DT, requires_grad=True)
+                mk = torch.randn(1, L, HK, D, device=DEVICE, dtype=DT, requires_grad=True)
+                mv = torch.randn(1, L, HK, D, device=DEVICE, dtype=DT, requires_grad=True)
+                idx = causal_chunk_idx(L, K)
+                w = torch.randn(1, L, HK, K, device=DEVICE).softmax(-1).to(DT).requires_grad_()
+                do = torch.randn(1, L, HQ, D, device=DEVICE, dtype=DT)
+
+                def step():
+                    hsa_attention_triton(q, mk, mv, idx, w).backward(do)
+
+                out = {"eager_ms": ms(step, rep=300)}
+                try:
+                    out["graph_ms"] = ms(step, graph=True, rep=300)
+                except Exception as exc:  # capture can fail (a host sync somewhere): that is a finding too
+                    out["graph_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+                for _ in range(3):
+                    step()
+                torch.cuda.synchronize()
+                from torch.profiler import ProfilerActivity, profile
+                with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                    for _ in range(10):
+                        step()
+                    torch.cuda.synchronize()
+                per_kernel: dict[str, list[float]] = {}
+                for e in prof.events():
+                    if e.device_type == torch.autograd.DeviceType.CUDA:
+                        per_kernel.setdefault(e.name, []).append(e.device_time_total)
+                ranked = sorted(per_kernel.items(), key=lambda kv: -sum(kv[1]))
+                out["gpu_ms"] = sum(sum(t) for _, t in ranked) / 10 / 1e3
+                out["launches"] = sum(len(t) for _, t in ranked) // 10
+                out["top_kernels"] = "; ".join(
+                    f"{name[:48]} {sum(t) / 10 / 1e3:.3f} ms x{len(t) // 10}" for name, t in ranked[:8])
+                return out
+
+            attempt("training_profile", row, body)
 
 
 def causal_chunk_idx(L, K, HK=1):
@@ -426,6 +476,8 @@ def main():
         attempt("ceilings", {}, ceilings)
     if "training" in only:
         training([4096, 8192] if args.quick else [4096, 8192, 16384, 32768, 65536, 131072], [16, 32])
+    if "profile" in only:
+        training_profile([4096, 8192] if args.quick else [4096, 8192, 16384], [16, 32])
     if "decode" in only:
         decode([65536, 2 ** 20] if args.quick else [65536, 2 ** 20, 4 * 2 ** 20, 16 * 2 ** 20])
     if "sweep" in only:
