@@ -20,6 +20,7 @@ training step (eager vs one CUDA graph, GPU time per kernel from the profiler).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -64,53 +65,62 @@ def attempt(table, row, body):
     record(table, row)
 
 
-def training_profile(lengths, ks):
+def training_profile(lengths, ks, item_pairs=(128, 64, 32)):
     """Where the short-context training step's time goes (issue 8: HSA fwd+bwd slower than dense at 8K).
 
     Per (L, K), default layouts: the step eager (as ``training`` times it) and as one CUDA-graph replay (no
     host launch cost: what a captured training step would pay), and the GPU time of each kernel over 10
     eager steps from the profiler, so a floor is split into sorting, atomics, launches and the kernels."""
+    import hsa_memory.kernels.hsa_attention.triton as hsa_triton
+
     HQ, HK, D = 16, 1, 64
-    for L in lengths:
-        for K in ks:
-            row = {"L": L, "K": K}
+    default_pairs = hsa_triton.ITEM_PAIRS
+    for L in lengths:  # the dense baseline in the same run
+        q, k, v = (torch.randn(1, HQ, L, D, device=DEVICE, dtype=DT, requires_grad=True) for _ in range(3))
+        do = torch.randn(1, HQ, L, D, device=DEVICE, dtype=DT)
+        attempt("training_profile", {"L": L, "op": "sdpa causal fwd+bwd"}, lambda: {"eager_ms": ms(
+            lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True).backward(do), rep=300)})
+    for L, K, pairs_per_item in itertools.product(lengths, ks, item_pairs):
+        row = {"L": L, "K": K, "item_pairs": pairs_per_item}
+        hsa_triton.ITEM_PAIRS = pairs_per_item
 
-            def body():
-                q = torch.randn(1, L, HQ, D, device=DEVICE, dtype=DT, requires_grad=True)
-                mk = torch.randn(1, L, HK, D, device=DEVICE, dtype=DT, requires_grad=True)
-                mv = torch.randn(1, L, HK, D, device=DEVICE, dtype=DT, requires_grad=True)
-                idx = causal_chunk_idx(L, K)
-                w = torch.randn(1, L, HK, K, device=DEVICE).softmax(-1).to(DT).requires_grad_()
-                do = torch.randn(1, L, HQ, D, device=DEVICE, dtype=DT)
+        def body():
+            q = torch.randn(1, L, HQ, D, device=DEVICE, dtype=DT, requires_grad=True)
+            mk = torch.randn(1, L, HK, D, device=DEVICE, dtype=DT, requires_grad=True)
+            mv = torch.randn(1, L, HK, D, device=DEVICE, dtype=DT, requires_grad=True)
+            idx = causal_chunk_idx(L, K)
+            w = torch.randn(1, L, HK, K, device=DEVICE).softmax(-1).to(DT).requires_grad_()
+            do = torch.randn(1, L, HQ, D, device=DEVICE, dtype=DT)
 
-                def step():
-                    hsa_attention_triton(q, mk, mv, idx, w).backward(do)
+            def step():
+                hsa_attention_triton(q, mk, mv, idx, w).backward(do)
 
-                out = {"eager_ms": ms(step, rep=300)}
-                try:
-                    out["graph_ms"] = ms(step, graph=True, rep=300)
-                except Exception as exc:  # capture can fail (a host sync somewhere): that is a finding too
-                    out["graph_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
-                for _ in range(3):
+            out = {"eager_ms": ms(step, rep=300)}
+            try:
+                out["graph_ms"] = ms(step, graph=True, rep=300)
+            except Exception as exc:  # capture can fail (a host sync somewhere): that is a finding too
+                out["graph_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+            for _ in range(3):
+                step()
+            torch.cuda.synchronize()
+            from torch.profiler import ProfilerActivity, profile
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                for _ in range(10):
                     step()
                 torch.cuda.synchronize()
-                from torch.profiler import ProfilerActivity, profile
-                with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-                    for _ in range(10):
-                        step()
-                    torch.cuda.synchronize()
-                per_kernel: dict[str, list[float]] = {}
-                for e in prof.events():
-                    if e.device_type == torch.autograd.DeviceType.CUDA:
-                        per_kernel.setdefault(e.name, []).append(e.device_time_total)
-                ranked = sorted(per_kernel.items(), key=lambda kv: -sum(kv[1]))
-                out["gpu_ms"] = sum(sum(t) for _, t in ranked) / 10 / 1e3
-                out["launches"] = sum(len(t) for _, t in ranked) // 10
-                out["top_kernels"] = "; ".join(
-                    f"{name[:48]} {sum(t) / 10 / 1e3:.3f} ms x{len(t) // 10}" for name, t in ranked[:8])
-                return out
+            per_kernel: dict[str, list[float]] = {}
+            for e in prof.events():
+                if e.device_type == torch.autograd.DeviceType.CUDA:
+                    per_kernel.setdefault(e.name, []).append(e.device_time_total)
+            ranked = sorted(per_kernel.items(), key=lambda kv: -sum(kv[1]))
+            out["gpu_ms"] = sum(sum(t) for _, t in ranked) / 10 / 1e3
+            out["launches"] = sum(len(t) for _, t in ranked) // 10
+            out["top_kernels"] = "; ".join(
+                f"{name[:48]} {sum(t) / 10 / 1e3:.3f} ms x{len(t) // 10}" for name, t in ranked[:8])
+            return out
 
-            attempt("training_profile", row, body)
+        attempt("training_profile", row, body)
+    hsa_triton.ITEM_PAIRS = default_pairs
 
 
 def causal_chunk_idx(L, K, HK=1):

@@ -249,13 +249,14 @@ def hsa_bwd_dq_token_kernel(
     tl.store(dq_ptr + i_bt * stride_dqt + h[:, None] * stride_dqh + offs_d[None, :], b_dq * sm_scale, mask=m_hd)
 
 
-def plan_pairs(chunk_idx: torch.Tensor, n_pages: int, pages_per_batch: int, item_pairs: int = ITEM_PAIRS):
+def plan_pairs(chunk_idx: torch.Tensor, n_pages: int, pages_per_batch: int, item_pairs: int | None = None):
     """Sorts (token, KV head, slot) pairs by the (KV head, page) they read and cuts each run into items.
 
     Returns order (E,) flat pair indices grouped by segment, and per work item its segment
     (g · n_pages + page), first position in ``order`` and length (0 for the spare items at the end:
     the item count is bounded from the shapes so nothing waits on the device).
     """
+    item_pairs = item_pairs or ITEM_PAIRS  # read at call time, so bench/kernels.py can sweep it
     B, T, HK, K = chunk_idx.shape
     device = chunk_idx.device
     n_seg = HK * n_pages
