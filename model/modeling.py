@@ -5,9 +5,11 @@ lower decoder (SWA + RoPE) → chunk encoder (bidirectional, CLS → landmark, s
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -56,11 +58,12 @@ class RotaryEmbedding(nn.Module):
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, T, H, D) by (T, D) tables, pairing dimension i with i + D/2 (the HF layout)."""
+    """Rotate (B, T, H, D) by (T, D) tables, or (B, T, D) ones (each row at its own positions), pairing
+    dimension i with i + D/2 (the HF layout)."""
     half = x.shape[-1] // 2
     x32 = x.float()
     rotated = torch.cat([-x32[..., half:], x32[..., :half]], dim=-1)
-    return (x32 * cos[:, None, :] + rotated * sin[:, None, :]).to(x.dtype)
+    return (x32 * cos.unsqueeze(-2) + rotated * sin.unsqueeze(-2)).to(x.dtype)
 
 
 class KVCache:
@@ -345,6 +348,17 @@ class StreamState:
     pending_ids: list[int] = field(default_factory=list)
 
 
+def lower_reach(config: HSAConfig) -> int:
+    """How many tokens back a lower-decoder state can see: n SWA layers, each W − 1 positions back.
+
+    RoPE is relative and the attention sinks are parameters, not tokens, so nothing further back
+    reaches a chunk: what ``encode_parallel`` re-runs before each segment.
+    """
+    if config.sliding_window is None:
+        raise ValueError(f"{config.name} has no sliding window: every lower state sees the whole stream")
+    return config.num_lower_layers * (config.sliding_window - 1)
+
+
 @dataclass
 class EncodedChunks:
     """Chunks completed by one ``encode_chunks`` call (N may be 0)."""
@@ -522,3 +536,81 @@ class HSAForCausalLM(nn.Module):
         chunk_tokens = torch.tensor(token_ids[: n_full * S], dtype=torch.long).view(n_full, S)
         state.pending_ids = token_ids[n_full * S:]
         return EncodedChunks(memory, chunk_tokens, first_position, state)
+
+    @torch.no_grad()
+    def encode_parallel(self, input_ids: torch.Tensor, segment_tokens: int = 65536, batch_segments: int = 4,
+                        start: int = 0, stop: int | None = None) -> Iterator[EncodedChunks]:
+        """Ingest a whole stream (T,) that starts at position 0 as independent segments run side by side.
+
+        ``encode_chunks`` must run a stream in order, in small blocks: ~5K tokens/s on a GPU, an hour for
+        16M tokens. But a chunk depends only on the ``lower_reach`` tokens before it, so each segment of
+        ``segment_tokens`` (a multiple of the chunk size) runs after that many tokens of the text before it,
+        whose outputs are dropped: the chunks equal ``encode_chunks``' up to float rounding, for the cost of
+        re-running the reach once per segment. Segments run ``batch_segments`` at a time (bounded memory).
+
+        Yields the chunks in stream order, one piece per batch, each with the exact state after it (a store
+        can commit every piece). The last piece ends at ``stop`` (default: the stream's end, open chunk
+        included) and its state continues the stream as ``encode_chunks``' would. With ``start`` (a chunk
+        boundary) only the chunks from there on are encoded; the tokens before it are context.
+        """
+        if self.model.chunk_encoder is None:
+            raise ValueError(f"{self.config.name} has no HSA layers, so no chunk encoder")
+        S = self.config.chunk_size
+        ids = input_ids.reshape(-1).cpu()
+        stop = ids.shape[0] if stop is None else stop
+        if segment_tokens < S or segment_tokens % S or start % S or (stop < ids.shape[0] and stop % S) \
+                or not 0 <= start <= stop <= ids.shape[0]:
+            raise ValueError(f"need segment_tokens ({segment_tokens}) and start ({start}) on chunk boundaries "
+                             f"(chunk size {S}), and start <= stop ({stop}) <= {ids.shape[0]} tokens, stop on a "
+                             f"boundary unless it is the stream's end")
+        reach = lower_reach(self.config)
+        body_end = start + (stop - start) // segment_tokens * segment_tokens
+        state = None
+        for starts in _segment_batches(start, body_end, segment_tokens, reach, batch_segments):
+            piece = self._encode_segments(ids, starts, segment_tokens, reach)
+            state = piece.state
+            yield piece
+        state = self._state_at(ids, start, reach) if state is None else copy.deepcopy(state)
+        # the rest (shorter than a segment) runs in order after the last segment's exact state
+        yield self.encode_chunks(ids[body_end:stop], state, block_tokens=segment_tokens)
+
+    def _encode_segments(self, ids: torch.Tensor, starts: list[int], length: int, reach: int) -> EncodedChunks:
+        """Consecutive segments that share a context length, as one batch."""
+        device = self.lm_head.weight.device
+        context = min(starts[0], reach)
+        rows = torch.stack([ids[b - context:b + length] for b in starts]).to(device)  # (B, context + length)
+        positions = torch.stack([torch.arange(b - context, b + length) for b in starts]).to(device)
+        lower = list(enumerate(self.model.layers))[: self.config.num_lower_layers]
+        caches = [KVCache(self.config.sliding_window) for _ in lower]
+        hidden = self.model.run_layers(self.model.embed_tokens(rows), lower, positions, caches)
+        memory = self.model.encode_sequence_chunks(hidden[:, context:])
+        # the last row's caches hold the last window - 1 positions of each layer, all within its reach
+        state = StreamState(starts[-1] + length, [KVCache(c.window) for c in caches])
+        for cache, batched in zip(state.caches, caches):
+            cache.keys, cache.values = batched.keys[-1:].clone(), batched.values[-1:].clone()
+        chunk_tokens = ids[starts[0]:starts[-1] + length].view(-1, self.config.chunk_size)
+        return EncodedChunks(memory, chunk_tokens, starts[0] // self.config.chunk_size, state)
+
+    def _state_at(self, ids: torch.Tensor, position: int, reach: int) -> StreamState:
+        """The exact stream state at ``position`` (a chunk boundary): the reach before it through the lower decoder."""
+        state = self.new_stream_state()
+        state.position = position
+        context = ids[max(0, position - reach):position]
+        if context.shape[0]:
+            device = self.lm_head.weight.device
+            lower = list(enumerate(self.model.layers))[: self.config.num_lower_layers]
+            positions = torch.arange(position - context.shape[0], position, device=device)
+            self.model.run_layers(self.model.embed_tokens(context[None].to(device)), lower, positions, state.caches)
+        return state
+
+
+def _segment_batches(start: int, stop: int, length: int, reach: int, batch: int) -> Iterator[list[int]]:
+    """Segment starts in runs of at most ``batch`` whose context (the reach, less near the stream's start) is equal."""
+    group: list[int] = []
+    for begin in range(start, stop, length):
+        if group and (len(group) == batch or min(begin, reach) != min(group[0], reach)):
+            yield group
+            group = []
+        group.append(begin)
+    if group:
+        yield group
