@@ -20,6 +20,7 @@ training step (eager vs one CUDA graph, GPU time per kernel from the profiler).
 from __future__ import annotations
 
 import argparse
+import importlib
 import itertools
 import json
 import math
@@ -71,7 +72,8 @@ def training_profile(lengths, ks, item_pairs=(128, 64, 32)):
     Per (L, K), default layouts: the step eager (as ``training`` times it) and as one CUDA-graph replay (no
     host launch cost: what a captured training step would pay), and the GPU time of each kernel over 10
     eager steps from the profiler, so a floor is split into sorting, atomics, launches and the kernels."""
-    import hsa_memory.kernels.hsa_attention.triton as hsa_triton
+    # importlib: `import a.b.triton as x` resolves the attribute and trips over the package layout
+    hsa_triton = importlib.import_module("hsa_memory.kernels.hsa_attention.triton")
 
     HQ, HK, D = 16, 1, 64
     default_pairs = hsa_triton.ITEM_PAIRS
