@@ -274,7 +274,7 @@ class Needle:
     event: int  # the message that holds it
     tokens: tuple[int, int]  # the stream positions whose token changed: [first, last]
     chunks: tuple[int, int]  # the chunks encoded again: [first, stop)
-    depth: float  # where it landed: its first token's share of the stream
+    depth: float  # where it landed: the share of the stream before its first token
 
 
 def with_needle(model, tokenizer, stream: Stream, encoded: Encoded, texts: list[str], needle: str, depth: float,
@@ -302,7 +302,10 @@ def with_needle(model, tokenizer, stream: Stream, encoded: Encoded, texts: list[
     text, role, _, _ = stream.events[index]
     lo = int(stream.bounds[index])
     fraction = min(max((target - lo) / sizes[index], 0.0), 1.0)
-    changed = stream.replaced(tokenizer, index, insert_needle(tokenizer, role, text, needle, fraction))
+    changed_text = insert_needle(tokenizer, role, text, needle, fraction)
+    changed = stream.replaced(tokenizer, index, changed_text)
+    # the needle's first token (up to a merge at its edge): the turn's header, then the text before it
+    at = lo + len(turn_ids(tokenizer, role, changed_text[:changed_text.index(needle)])) - 2
     moved = torch.nonzero(changed.ids[lo:lo + sizes[index]] != stream.ids[lo:lo + sizes[index]])[:, 0]
     first, last = lo + int(moved[0]), lo + int(moved[-1])
     reach = lower_reach(model.config)
@@ -318,7 +321,7 @@ def with_needle(model, tokenizer, stream: Stream, encoded: Encoded, texts: list[
     changed_texts = list(texts)
     changed_texts[first // S:last // S + 1] = changed.chunk_texts(tokenizer, S, first // S, min(last // S + 1, full))
     return Needle(changed, Encoded(landmarks, keys, values, states), changed_texts[:full], index, (first, last),
-                  (start, stop), first / len(stream))
+                  (start, stop), at / len(stream))
 
 
 def encode_rate(model, ids: torch.Tensor, block_tokens: int = 1024) -> float:

@@ -2,6 +2,7 @@
 
     python bench/niah.py --lengths 4K,8K,16K --depths 0,0.25,0.5,0.75,1 --count 2 --tasks s_niah,mq_niah,vt \
         [--device cpu] [--threads 1] [--json out.json] [--heatmap bench/niah_heatmap.png]
+    python bench/niah.py --shared-haystack --lengths 1M,4M,16M --tasks s_niah --device cuda   # long S-NIAH
 
 Every example is a real ``Memory``: the haystack (held-out seeds and key pools, Austen/KJV paragraphs) is
 appended with ``Memory.extend`` (tokenizer → lower decoder → chunk encoder → store) and each question
@@ -14,6 +15,19 @@ is asked with ``Memory.ask`` (greedy, the answer generated, not teacher-forced).
   window cannot see them: only HSA retrieval can answer), and exact over those alone.
 
 Slow on the CPU (ingest ≈ 300 tokens/s): lengths to 16K there; longer ones belong on the GPU.
+
+``--shared-haystack`` (S-NIAH only) is for lengths ingest cannot reach (1M–16M: an hour per memory at the
+GPU's ~5K tokens/s). One haystack per length (held-out text, the generator's message layout, no needle) is
+tokenised and encoded once, segment-parallel (bench/haystack.py). Each needle goes into the message at its
+depth, that message is cut back to its own token count, and only the chunks within the lower decoder's reach
+of it are encoded again (``haystack.with_needle``): the result is what ``extend`` of that haystack would store
+(tests/bench/test_haystack.py). Each needle is then asked in a fresh memory written from those chunks through
+``store.add_chunks``. Why a fresh store and not the haystack's memory with the needle's chunks added and
+forgotten again: the store only appends chunks after its last position, and chunk ids give the recency order
+retrieval may use, so the needle's chunks cannot be slotted in at their depth; rewriting a store costs
+~N / 300K tokens/s (this CPU: ~1 min at 16M) against an hour of ingest. The needle, key and question are the
+per-example generator's for the same seed; the haystack is one for all of them (its start paragraph drawn
+from ``haystack.HAYSTACK_SEED``), so depth is the only thing that moves.
 """
 from __future__ import annotations
 
@@ -22,13 +36,18 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# bench/ is a folder of scripts (haystack.py is imported by name); appended, so bench/kernels.py shadows nothing
+sys.path.append(str(Path(__file__).resolve().parent))
 
+import haystack  # noqa: E402
 import torch  # noqa: E402
 
 from hsa_memory import Memory  # noqa: E402
@@ -46,19 +65,22 @@ def parse_size(text: str) -> int:
 
 
 def make_example(task: str, seed: int, length: int, depth: float | None):
-    haystack = sources("corpora", "heldout").haystack
+    filler = sources("corpora", "heldout").haystack
     if task == "s_niah":
-        return s_niah(seed, length, depth=depth, filler=haystack, split="heldout")
+        return s_niah(seed, length, depth=depth, filler=filler, split="heldout")
     if task == "mq_niah":
-        return mq_niah(seed, length, filler=haystack, split="heldout")
-    return variable_tracking(seed, length, filler=haystack)
+        return mq_niah(seed, length, filler=filler, split="heldout")
+    return variable_tracking(seed, length, filler=filler)
 
 
-def needle_chunks(mem: Memory, values: list[str]) -> dict[str, tuple[set[int], int]]:
+def needle_chunks(mem: Memory, values: list[str], positions: range | None = None) -> dict[str, tuple[set[int], int]]:
     """value → (ids of the chunks it spans, stream position where the last of them ends). A value may
-    straddle a chunk boundary, so consecutive chunks are read together."""
+    straddle a chunk boundary, so consecutive chunks are read together. ``positions``: look only at those
+    chunks (of a memory written in order, where a chunk's row is its position)."""
     S = mem.loaded.model.config.chunk_size
     _, ids = mem.store.landmarks()
+    if positions is not None:
+        ids = ids[positions.start:positions.stop]
     infos = sorted(mem.store.chunks(ids.tolist()), key=lambda info: info.position)
     found: dict[str, tuple[set[int], int]] = {}
     for i, info in enumerate(infos):
@@ -94,6 +116,62 @@ def run_example(task: str, seed: int, length: int, depth: float | None, options:
                 "ingest_s": ingest, "ask_s": answer.timings["total"],
             })
     return rows
+
+
+def run_shared(length: int, depths: list[float], seeds: list[int], options: dict, max_new_tokens: int,
+               segment_tokens: int, batch_segments: int, skip) -> Iterator[dict]:
+    """S-NIAH rows at ``length`` over one haystack encoded once (see the module docstring); ``skip(depth, seed)``
+    says which needles the --json file already holds."""
+    from hsa_memory.memory import default_dtype, resolve_device, shared_model
+
+    device = resolve_device(options["device"])
+    loaded = shared_model(options["model"], device, default_dtype(device))
+    model, tokenizer = loaded.model, loaded.tokenizer
+    S = model.config.chunk_size
+    source = sources("corpora", "heldout").haystack
+    started = time.perf_counter()
+    stream = haystack.Stream.of(tokenizer, haystack.events_of(haystack.haystack_messages(int(length * 1.05), source)),
+                                limit=length)
+    texts = stream.chunk_texts(tokenizer, S)
+    words = "\n".join(text for text, *_ in stream.events)
+    tokenize_s = time.perf_counter() - started
+    started = time.perf_counter()
+    encoded = haystack.encode(model, stream.ids, segment_tokens, batch_segments)
+    encode_s = time.perf_counter() - started
+    print(f"[{length:,}] haystack: {len(stream):,} tokens, {len(stream.events):,} messages; tokenised in {tokenize_s:.1f}s, "
+          f"encoded in {encode_s:.1f}s ({len(stream) / encode_s:,.0f} tok/s)", flush=True)
+    for depth in depths:
+        for seed in seeds:
+            if skip(depth, seed):
+                continue
+            # the per-example generator's needle and question for this seed (they do not depend on the length)
+            example = make_example("s_niah", seed, 1024, depth)
+            spec, question = example.metadata["needles"][0], example.questions[0]
+            if spec["value"] in words or spec["key"] in words:
+                raise RuntimeError(f"the haystack holds the needle's key or value {spec['key']}/{spec['value']}")
+            began = time.perf_counter()
+            needle = haystack.with_needle(model, tokenizer, stream, encoded, texts, spec["text"], depth,
+                                          segment_tokens, batch_segments)
+            needle_s = time.perf_counter() - began
+            with tempfile.TemporaryDirectory(prefix="hsa-niah-") as folder, Memory(Path(folder) / "m", **options) as mem:
+                began = time.perf_counter()
+                haystack.write(mem, needle.stream, needle.encoded, needle.texts)
+                write_s = time.perf_counter() - began
+                answer = mem.ask(question.text, max_new_tokens=max_new_tokens)
+                first, last = needle.tokens
+                located = needle_chunks(mem, [question.answer], range(first // S, last // S + 2))
+                context = answer.timings["context_length"]
+                top = answer.citations[0].chunk_id if answer.citations else None
+                yield {
+                    "task": "s_niah", "haystack": "shared", "length": length, "depth": depth, "seed": seed,
+                    "tokens": len(stream), "actual_depth": needle.depth,
+                    "exact": question.answer in answer.text, "cited": any(top in spans for spans, _ in located.values()),
+                    "far": bool(located) and all(len(stream) - end >= context for _, end in located.values()),
+                    "located": len(located) == 1, "answer": answer.text, "expected": question.answer,
+                    "tokenize_s": tokenize_s, "encode_s": encode_s, "needle_s": needle_s,
+                    "reencoded_chunks": needle.chunks[1] - needle.chunks[0], "ingest_s": write_s,
+                    "ask_s": answer.timings["total"],
+                }
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -171,6 +249,10 @@ def main() -> None:
     parser.add_argument("--json", help="write every example's row here (and resume from it)")
     parser.add_argument("--heatmap", help="write the S-NIAH heatmap PNG here")
     parser.add_argument("--report-only", action="store_true", help="print the table of the rows in --json, run nothing")
+    parser.add_argument("--shared-haystack", action="store_true",
+                        help="S-NIAH on one haystack per length, encoded once (for 1M-16M; see the docstring)")
+    parser.add_argument("--segment-tokens", type=int, default=65536, help="--shared-haystack: encode_parallel's segments")
+    parser.add_argument("--batch-segments", type=int, default=4, help="--shared-haystack: segments per batch")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -180,25 +262,48 @@ def main() -> None:
     unknown = set(tasks) - set(TASKS)
     if unknown:
         parser.error(f"unknown tasks {sorted(unknown)}; choose from {sorted(TASKS)}")
+    if args.shared_haystack and tasks != ["s_niah"]:
+        parser.error("--shared-haystack runs S-NIAH only: pass --tasks s_niah")
     options = {"model": args.model, "device": args.device}
     done = json.loads(Path(args.json).read_text())["rows"] if args.json and Path(args.json).exists() else []
     started = datetime.now(timezone.utc)
     jobs = [("s_niah", n, d, i) for n in lengths for d in depths for i in range(args.count) if "s_niah" in tasks]
     jobs += [(t, n, None, i) for t in ("mq_niah", "vt") if t in tasks for n in lengths for i in range(args.count)]
     rows = list(done)
+    mode = "shared" if args.shared_haystack else "own"
+
+    def held(task, length, depth, seed) -> bool:
+        return any(r["task"] == task and r["length"] == length and r["depth"] == depth and r["seed"] == seed
+                   and r.get("haystack", "own") == mode for r in done)
+
+    if args.shared_haystack:
+        seeds = [SEED + i for i in range(args.count)]
+        jobs = []
+        for length in lengths:
+            if args.report_only or all(held("s_niah", length, d, seed) for d in depths for seed in seeds):
+                continue
+            for row in run_shared(length, depths, seeds, options, args.max_new_tokens, args.segment_tokens,
+                                  args.batch_segments, lambda d, seed: held("s_niah", length, d, seed)):
+                rows.append(row)
+                print(json.dumps({k: row[k] for k in ("length", "depth", "actual_depth", "exact", "cited", "far", "answer",
+                                                      "expected", "needle_s", "ingest_s", "ask_s")}), flush=True)
+                if args.json:
+                    Path(args.json).write_text(json.dumps({"rows": rows}, indent=1))
     for task, length, depth, i in jobs:
         seed = SEED + i
-        if args.report_only or any(r["task"] == task and r["length"] == length and r["depth"] == depth
-                                   and r["seed"] == seed for r in done):
+        if args.report_only or held(task, length, depth, seed):
             continue
-        new = run_example(task, seed, length, depth, options, args.max_new_tokens)
+        new = [{**row, "haystack": "own"} for row in run_example(task, seed, length, depth, options, args.max_new_tokens)]
         rows += new
         print(json.dumps({k: new[0][k] for k in ("task", "length", "depth", "exact", "cited", "far", "answer", "expected")}),
               f"load {os.getloadavg()[0]:.1f}", flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps({"rows": rows}, indent=1))
     lengths = [n for n in lengths if any(r["length"] == n for r in rows)]
-    print(f"\n`python bench/niah.py --lengths {args.lengths} --depths {args.depths} --count {args.count} "
+    rows = [r for r in rows if r.get("haystack", "own") == mode]
+    shared = (f" --shared-haystack --segment-tokens {args.segment_tokens} --batch-segments {args.batch_segments}"
+              if args.shared_haystack else "")
+    print(f"\n`python bench/niah.py{shared} --lengths {args.lengths} --depths {args.depths} --count {args.count} "
           f"--tasks {args.tasks} --device {args.device}` — {started:%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
           f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"load average at the end {os.getloadavg()[0]:.1f}\n\n{table(rows, lengths, depths)}")
