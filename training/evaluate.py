@@ -128,6 +128,19 @@ def evaluate(model, task: str, length: int, count: int = 32, seed: int = 10_000_
             "value_exact_far": value_exact_far / max(1, n_far)}
 
 
+def disable_supersession(model: torch.nn.Module) -> int:
+    """Zero each retrieval's supersession scale, so its penalty vanishes: an ablation of what training put
+    there (the margin and temperature stay, but do nothing at scale 0). Returns how many layers had one."""
+    n = 0
+    for module in model.modules():
+        params = getattr(module, "supersession", None)
+        if isinstance(params, torch.nn.Parameter):
+            with torch.no_grad():
+                params[0] = 0.0
+            n += 1
+    return n
+
+
 def main(argv=None) -> None:
     """Held-out evaluation of a checkpoint from the command line (the same numbers train.py logs at its end):
 
@@ -147,6 +160,8 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--topk", type=int, help="routing top-K at inference (default: the checkpoint's config)")
+    p.add_argument("--no-supersession", action="store_true",
+                   help="ablation: zero every HSA layer's trained supersession scale (the rest of the weights unchanged)")
     args = p.parse_args(argv)
     if args.topk is not None and args.topk < 1:
         p.error(f"--topk must be a positive number of chunks, got {args.topk}")
@@ -157,10 +172,13 @@ def main(argv=None) -> None:
         # a runtime field (model/checkpoint.py): every HSA layer's router and the metrics' K alike
         model.config.hsa_topk = args.topk
         set_topk(model, args.topk, 0)
+    if args.no_supersession:
+        disable_supersession(model)
     for item in filter(None, args.eval.split(",")):
         task, _, length = item.partition(":")
         result = evaluate(model, task, int(length), count=args.count, filler=args.filler)
-        print(json.dumps({"checkpoint": str(args.checkpoint), "topk": model.config.hsa_topk, **result}), flush=True)
+        print(json.dumps({"checkpoint": str(args.checkpoint), "topk": model.config.hsa_topk,
+                          **({"supersession": "off"} if args.no_supersession else {}), **result}), flush=True)
 
 
 if __name__ == "__main__":

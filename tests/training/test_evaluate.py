@@ -93,3 +93,32 @@ def test_value_match_scores_only_the_answer_tokens():
     hidden[3] = 0.0
     hidden[3, 1] = 1.0  # predicts id 1: wrong value
     assert value_match(model, hidden, tokens) == 0.0
+
+
+def test_no_supersession_zeroes_each_layers_scale_and_nothing_else():
+    """The ablation must turn the trained penalty off in every HSA layer and leave every other weight,
+    margin and temperature included, as trained."""
+    import dataclasses
+
+    import torch
+
+    from hsa_memory.model import HSAForCausalLM, get_preset
+    from hsa_memory.training.evaluate import disable_supersession
+
+    def tiny_hsa(**fields):
+        return HSAForCausalLM(dataclasses.replace(get_preset("tiny"), **fields))
+
+    model = tiny_hsa(hsa_supersession=True)
+    with torch.no_grad():
+        for module in model.modules():
+            if getattr(module, "supersession", None) is not None:
+                module.supersession.copy_(torch.tensor([-1.2, -0.8, -1.0]))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert disable_supersession(model) == len(model.config.hsa_layer_indices)
+    after = model.state_dict()
+    for name, value in before.items():
+        if name.endswith("supersession"):
+            torch.testing.assert_close(after[name], torch.tensor([0.0, -0.8, -1.0]))
+        else:
+            assert torch.equal(after[name], value), name
+    assert disable_supersession(tiny_hsa()) == 0  # weights trained without it: nothing to turn off
