@@ -198,6 +198,12 @@ def landmark_spread(landmarks: torch.Tensor) -> float:
     return (centred / lm.norm(dim=-1).clamp_min(1e-12)).mean().item()
 
 
+def fusion_scalars(model: torch.nn.Module) -> dict[str, list[float]]:
+    """Every HSA layer's slot bias, recency bias and supersession scalars by parameter name."""
+    return {name: param.detach().float().flatten().tolist() for name, param in model.named_parameters()
+            if name.endswith(("slot_bias", "recency_bias", "supersession"))}
+
+
 def train(args) -> dict:
     torch.manual_seed(args.seed)
     set_kernel_backend(args.backend)
@@ -310,6 +316,10 @@ def train(args) -> dict:
                 break
     model.model.gradient_checkpointing = False
     set_topk(model, model.config.hsa_topk, args.seq_len)
+    # the few learned fusion scalars, in the log itself: run 16's were known only from its checkpoint, lost
+    # with the machine (slot and recency biases per rank; supersession as scale, margin, log temperature)
+    for name, value in fusion_scalars(model).items():
+        log.info("fusion %s %s", name, [round(v, 4) for v in value])
     evals = []
     for item in filter(None, args.eval.split(",")):
         task, _, length = item.partition(":")

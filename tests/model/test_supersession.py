@@ -111,3 +111,17 @@ def test_training_adds_it_to_a_checkpoint_without_it(tiny_hsa, train_tiny):
     params = [trained.model.layers[i].retrieval.supersession for i in trained.config.hsa_layer_indices]
     # fifty times the base lr for three scalars: the scale has moved off zero after three steps in every layer
     assert all(p[0].abs() > 1e-3 for p in params)
+
+
+def test_training_logs_the_learned_scalars(train_tiny, tiny_hsa, caplog):
+    """The trained scalars go into the training log (run 16's were lost with its checkpoint)."""
+    import logging
+
+    from hsa_memory.training.train import fusion_scalars
+
+    with caplog.at_level(logging.INFO):
+        trained = train_tiny(tiny_hsa(), "--supersession")
+    scalars = fusion_scalars(trained)
+    assert sum(name.endswith("supersession") for name in scalars) == len(trained.config.hsa_layer_indices)
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("fusion ")]
+    assert any("supersession" in line for line in logged) and any("slot_bias" in line for line in logged)
