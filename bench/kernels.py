@@ -66,7 +66,12 @@ def attempt(table, row, body):
     record(table, row)
 
 
-def training_profile(lengths, ks, item_pairs=(128, 64, 32)):
+# (pairs per work item, forward stages, backward stages) the profile sweeps: the item size (session 11: no
+# effect), then software pipelining of the chunk-major tile loops (the backward kernel is 1.1 of 1.6 ms at 8K)
+PROFILE_CONFIGS = ((128, 1, 1), (64, 1, 1), (32, 1, 1), (128, 1, 2), (128, 2, 2), (128, 1, 3), (64, 2, 2))
+
+
+def training_profile(lengths, ks, configs=PROFILE_CONFIGS):
     """Where the short-context training step's time goes (issue 8: HSA fwd+bwd slower than dense at 8K).
 
     Per (L, K), default layouts: the step eager (as ``training`` times it) and as one CUDA-graph replay (no
@@ -76,15 +81,16 @@ def training_profile(lengths, ks, item_pairs=(128, 64, 32)):
     hsa_triton = importlib.import_module("hsa_memory.kernels.hsa_attention.triton")
 
     HQ, HK, D = 16, 1, 64
-    default_pairs = hsa_triton.ITEM_PAIRS
+    defaults = hsa_triton.ITEM_PAIRS, hsa_triton.FWD_CHUNK_STAGES, hsa_triton.BWD_CHUNK_STAGES
     for L in lengths:  # the dense baseline in the same run
         q, k, v = (torch.randn(1, HQ, L, D, device=DEVICE, dtype=DT, requires_grad=True) for _ in range(3))
         do = torch.randn(1, HQ, L, D, device=DEVICE, dtype=DT)
         attempt("training_profile", {"L": L, "op": "sdpa causal fwd+bwd"}, lambda: {"eager_ms": ms(
             lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True).backward(do), rep=300)})
-    for L, K, pairs_per_item in itertools.product(lengths, ks, item_pairs):
-        row = {"L": L, "K": K, "item_pairs": pairs_per_item}
+    for L, K, (pairs_per_item, fwd_stages, bwd_stages) in itertools.product(lengths, ks, configs):
+        row = {"L": L, "K": K, "item_pairs": pairs_per_item, "fwd_stages": fwd_stages, "bwd_stages": bwd_stages}
         hsa_triton.ITEM_PAIRS = pairs_per_item
+        hsa_triton.FWD_CHUNK_STAGES, hsa_triton.BWD_CHUNK_STAGES = fwd_stages, bwd_stages
 
         def body():
             q = torch.randn(1, L, HQ, D, device=DEVICE, dtype=DT, requires_grad=True)
@@ -122,7 +128,7 @@ def training_profile(lengths, ks, item_pairs=(128, 64, 32)):
             return out
 
         attempt("training_profile", row, body)
-    hsa_triton.ITEM_PAIRS = default_pairs
+    hsa_triton.ITEM_PAIRS, hsa_triton.FWD_CHUNK_STAGES, hsa_triton.BWD_CHUNK_STAGES = defaults
 
 
 def causal_chunk_idx(L, K, HK=1):

@@ -26,6 +26,10 @@ ITEM_PAIRS = 128
 BLOCK_M = 64
 # below this many query tokens the pairs are not sorted: there is no chunk reuse to win
 SORT_MIN_TOKENS = 64
+# software-pipelining stages of the chunk-major kernels' tile loops (read at call time, so bench/kernels.py
+# can sweep them): 1 = no prefetch of the next tile's gathered Q/dO rows while this tile multiplies
+FWD_CHUNK_STAGES = 1
+BWD_CHUNK_STAGES = 1
 
 
 @triton.jit
@@ -357,7 +361,7 @@ def hsa_forward(q, k_pool, v_pool, chunk_idx, chunk_w, lay: _Layout, sm_scale: f
         lay.T, lay.HK, lay.K, lay.G, lay.D, lay.n_pages, lay.pages_per_batch, qk_scale,
         S=lay.S, BLOCK_D=lay.BLOCK_D, BLOCK_G=lay.BLOCK_G, BLOCK_TOK=block_tok,
         SORTED=sorted_pairs, DOT_PRECISION=precision,
-        num_warps=_warps(block_tok * lay.BLOCK_G, lay.BLOCK_D), num_stages=1,
+        num_warps=_warps(block_tok * lay.BLOCK_G, lay.BLOCK_D), num_stages=FWD_CHUNK_STAGES,
     )
     return o_acc.to(q.dtype)
 
@@ -392,7 +396,7 @@ def hsa_backward(q, k_pool, v_pool, chunk_idx, chunk_w, do, lay: _Layout, sm_sca
         S=lay.S, BLOCK_D=lay.BLOCK_D, BLOCK_G=lay.BLOCK_G, BLOCK_TOK=block_tok,
         SORTED=sorted_pairs, NEED_DQ=not token_dq, NEED_DKV=need_dkv, DOT_PRECISION=_dot_precision(q.dtype),
         # dK/dV accumulators and five row tiles: 4 warps spill at 64 × 64
-        num_warps=8, num_stages=1,
+        num_warps=8, num_stages=BWD_CHUNK_STAGES,
     )
     if token_dq:
         BLOCK_G = max(16, lay.BLOCK_G)
