@@ -188,16 +188,17 @@ def hsa_bwd_chunk_kernel(
                        mask=m_rd, other=0.0)
         b_w = tl.load(w_ptr + pair, mask=m_r, other=0.0).to(tl.float32)
         b_p = _chunk_softmax(b_q, b_k, qk_scale, DOT_PRECISION)
-        # per-chunk output O_k and delta = dO · O_k: the softmax correction, and (summed over heads) dL/dw
-        b_o = tl.dot(b_p.to(b_v.dtype), b_v, input_precision=DOT_PRECISION)
-        b_delta = tl.where(m_r, tl.sum(b_o * b_do.to(tl.float32), 1), 0.0)
+        # delta = dO · O_k (O_k = P V, the chunk's own output): the softmax correction, and (summed over
+        # heads) dL/dw. It equals rowsum(P ⊙ dP) with dP = dO Vᵀ, which the gradient needs anyway, so O_k
+        # is never formed: one of six tile products saved
+        b_dp = tl.dot(b_do, tl.trans(b_v), input_precision=DOT_PRECISION)
+        b_delta = tl.where(m_r, tl.sum(b_p * b_dp, 1), 0.0)
         e_tok = i_tile * BLOCK_TOK + offs_tok
         m_tok = e_tok < n_len
         pair_tok = _pairs(order_ptr, start, e_tok, m_tok, SORTED)
         b_dw = tl.sum(tl.reshape(b_delta, (BLOCK_TOK, BLOCK_G)), 1)
         tl.store(dw_ptr + pair_tok, b_dw, mask=m_tok)
 
-        b_dp = tl.dot(b_do, tl.trans(b_v), input_precision=DOT_PRECISION)
         b_ds = (b_p * (b_dp - b_delta[:, None]) * b_w[:, None]).to(b_q.dtype)
         if NEED_DKV:
             b_pw = (b_p * b_w[:, None]).to(b_do.dtype)
@@ -245,9 +246,8 @@ def hsa_bwd_dq_token_kernel(
                       mask=m_kv, other=0.0)
         b_w = tl.where(idx >= 0, tl.load(w_ptr + base + i_k).to(tl.float32), 0.0)
         b_p = _chunk_softmax(b_q, b_k, qk_scale, DOT_PRECISION)
-        b_o = tl.dot(b_p.to(b_v.dtype), b_v, input_precision=DOT_PRECISION)
-        b_delta = tl.sum(b_o * b_do.to(tl.float32), 1)
         b_dp = tl.dot(b_do, tl.trans(b_v), input_precision=DOT_PRECISION)
+        b_delta = tl.sum(b_p * b_dp, 1)  # = dO · (P V), as in the chunk-major kernel
         b_ds = (b_p * (b_dp - b_delta[:, None]) * b_w).to(b_k.dtype)
         b_dq += tl.dot(b_ds, b_k, input_precision=DOT_PRECISION)
     tl.store(dq_ptr + i_bt * stride_dqt + h[:, None] * stride_dqh + offs_d[None, :], b_dq * sm_scale, mask=m_hd)
