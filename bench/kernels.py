@@ -486,16 +486,18 @@ def main():
     parser.add_argument("--out", default=".")
     parser.add_argument("--quick", action="store_true", help="small sizes only (a smoke run)")
     parser.add_argument("--only", default="ceilings,training,decode,sweep,prefill,swa")
+    parser.add_argument("--lengths", help="training/profile sequence lengths, e.g. 8192,16384 (overrides --quick's)")
     args = parser.parse_args()
+    lengths = [int(x) for x in args.lengths.split(",")] if args.lengths else None
     only = args.only.split(",")
     start = time.time()
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__, flush=True)
     if "ceilings" in only:
         attempt("ceilings", {}, ceilings)
     if "training" in only:
-        training([4096, 8192] if args.quick else [4096, 8192, 16384, 32768, 65536, 131072], [16, 32])
+        training(lengths or ([4096, 8192] if args.quick else [4096, 8192, 16384, 32768, 65536, 131072]), [16, 32])
     if "profile" in only:
-        training_profile([4096, 8192] if args.quick else [4096, 8192, 16384], [16, 32])
+        training_profile(lengths or ([4096, 8192] if args.quick else [4096, 8192, 16384]), [16, 32])
     if "decode" in only:
         decode([65536, 2 ** 20] if args.quick else [65536, 2 ** 20, 4 * 2 ** 20, 16 * 2 ** 20])
     if "sweep" in only:
