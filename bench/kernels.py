@@ -66,9 +66,11 @@ def attempt(table, row, body):
     record(table, row)
 
 
-# (pairs per work item, forward stages, backward stages) the profile sweeps: the item size (session 11: no
-# effect), then software pipelining of the chunk-major tile loops (the backward kernel is 1.1 of 1.6 ms at 8K)
-PROFILE_CONFIGS = ((128, 1, 1), (64, 1, 1), (32, 1, 1), (128, 1, 2), (128, 2, 2), (128, 1, 3), (64, 2, 2))
+# (pairs per work item, forward stages, backward stages, dQ by) the profile sweeps: the item size (session 11:
+# no effect), software pipelining of the chunk-major tile loops (the backward kernel is 1.1 of 1.6 ms at 8K),
+# and dQ by fp32 atomics in the chunk kernel ("atomic") or by the token-major kernel ("token")
+PROFILE_CONFIGS = ((128, 1, 1, "atomic"), (64, 1, 1, "atomic"), (128, 1, 2, "atomic"), (128, 2, 2, "atomic"),
+                   (128, 1, 3, "atomic"), (128, 1, 1, "token"), (128, 1, 2, "token"))
 
 
 def training_profile(lengths, ks, configs=PROFILE_CONFIGS):
@@ -87,8 +89,9 @@ def training_profile(lengths, ks, configs=PROFILE_CONFIGS):
         do = torch.randn(1, HQ, L, D, device=DEVICE, dtype=DT)
         attempt("training_profile", {"L": L, "op": "sdpa causal fwd+bwd"}, lambda: {"eager_ms": ms(
             lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True).backward(do), rep=300)})
-    for L, K, (pairs_per_item, fwd_stages, bwd_stages) in itertools.product(lengths, ks, configs):
-        row = {"L": L, "K": K, "item_pairs": pairs_per_item, "fwd_stages": fwd_stages, "bwd_stages": bwd_stages}
+    for L, K, (pairs_per_item, fwd_stages, bwd_stages, backward) in itertools.product(lengths, ks, configs):
+        row = {"L": L, "K": K, "item_pairs": pairs_per_item, "fwd_stages": fwd_stages, "bwd_stages": bwd_stages,
+               "backward": backward}
         hsa_triton.ITEM_PAIRS = pairs_per_item
         hsa_triton.FWD_CHUNK_STAGES, hsa_triton.BWD_CHUNK_STAGES = fwd_stages, bwd_stages
 
@@ -101,7 +104,7 @@ def training_profile(lengths, ks, configs=PROFILE_CONFIGS):
             do = torch.randn(1, L, HQ, D, device=DEVICE, dtype=DT)
 
             def step():
-                hsa_attention_triton(q, mk, mv, idx, w).backward(do)
+                hsa_attention_triton(q, mk, mv, idx, w, backward=backward).backward(do)
 
             out = {"eager_ms": ms(step, rep=300)}
             try:
