@@ -75,10 +75,13 @@ class StoreMemory:
     def kv(self, chunk_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # successive tokens of one answer mostly pick the same chunks: each is read from the store once
         ids = chunk_ids.tolist()
-        missing = [i for i in dict.fromkeys(ids) if i not in self._kv]
+        wanted = list(dict.fromkeys(ids))
+        missing = [i for i in wanted if i not in self._kv]
         if missing:
             if len(self._kv) + len(missing) > KV_PER_ASK:
-                self._kv.clear()
+                # bound the cache by dropping what this call does not need; clearing it all dropped ids this
+                # call still reads (a KeyError in a 16M-token ask, session 12)
+                self._kv = {i: self._kv[i] for i in wanted if i in self._kv}
             keys, values = self.store.get_kv(missing, device=self.device, dtype=self.dtype)
             self._kv.update({i: (keys[n], values[n]) for n, i in enumerate(missing)})
         return (torch.stack([self._kv[i][0] for i in ids]), torch.stack([self._kv[i][1] for i in ids]))

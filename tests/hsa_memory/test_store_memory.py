@@ -49,3 +49,32 @@ def test_many_chunks_one_catalog_read():
     assert torch.equal(index.lookup(store, ids), ids)
     assert torch.equal(index.lookup(store, ids), ids)
     assert len(store.asked) == 1
+
+
+class KVStore:
+    """Chunk i's keys and values are filled with i and −i; every read is recorded."""
+
+    def __init__(self):
+        self.reads: list[list[int]] = []
+
+    def get_kv(self, ids, device=None, dtype=None):
+        self.reads.append(list(ids))
+        keys = torch.stack([torch.full((4, 1, 2), float(i)) for i in ids])
+        return keys, -keys
+
+
+def test_kv_cache_overflow_keeps_what_the_call_reads(monkeypatch):
+    """When a read would overflow the per-ask cache, ids of the same call that were cached before must
+    still be served (they were cleared and then looked up: KeyError at 16M tokens)."""
+    import hsa_memory.store_memory as store_memory
+
+    monkeypatch.setattr(store_memory, "KV_PER_ASK", 6)
+    memory = store_memory.StoreMemory.__new__(store_memory.StoreMemory)
+    memory.store, memory.device, memory.dtype, memory._kv = KVStore(), torch.device("cpu"), torch.float32, {}
+    for request in ([1, 2, 3, 4], [1, 5, 6, 7, 2, 5], [8, 9, 10, 11, 12, 13, 14, 1]):
+        keys, values = memory.kv(torch.tensor(request))
+        assert keys[:, 0, 0, 0].tolist() == [float(i) for i in request]
+        assert torch.equal(values, -keys)
+    # each chunk is read once while cached; the third call (8 wanted, over the bound) reads only the new ones
+    assert memory.store.reads == [[1, 2, 3, 4], [5, 6, 7], [8, 9, 10, 11, 12, 13, 14]]
+    assert set(memory._kv) == {1, 8, 9, 10, 11, 12, 13, 14}
