@@ -66,11 +66,11 @@ def attempt(table, row, body):
     record(table, row)
 
 
-# (pairs per work item, forward stages, backward stages, dQ by) the profile sweeps: the item size (session 11:
+# (pairs per work item, forward stages, backward stages — None: the kernel's default by shape —, dQ by) the profile sweeps: the item size (session 11:
 # no effect), software pipelining of the chunk-major tile loops (the backward kernel is 1.1 of 1.6 ms at 8K),
 # and dQ by fp32 atomics in the chunk kernel ("atomic") or by the token-major kernel ("token")
-PROFILE_CONFIGS = ((128, 1, 1, "atomic"), (64, 1, 1, "atomic"), (128, 1, 2, "atomic"), (128, 2, 2, "atomic"),
-                   (128, 1, 3, "atomic"), (128, 1, 1, "token"), (128, 1, 2, "token"))
+PROFILE_CONFIGS = ((128, 1, None, "atomic"), (128, 1, 1, "atomic"), (128, 1, 2, "atomic"), (128, 1, 3, "atomic"),
+                   (128, 1, 4, "atomic"), (128, 2, 3, "atomic"), (128, 1, None, "token"))
 
 
 def training_profile(lengths, ks, configs=PROFILE_CONFIGS):
@@ -459,7 +459,7 @@ def swa(lengths, windows):
                 q, k, v, window, sink_logits=sink)
             qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
             options["sdpa causal, no window (floor)"] = lambda: F.scaled_dot_product_attention(
-                qt, kt, vt, is_causal=True, enable_gqa=True)
+                qt, kt, vt, is_causal=True, enable_gqa=True).transpose(1, 2)  # back to (B, T, HQ, D), as do
             for name, fn in options.items():
                 attempt("swa", {"T": T, "window": window, "option": name}, timed(fn))
                 for x in leaves:

@@ -27,9 +27,18 @@ BLOCK_M = 64
 # below this many query tokens the pairs are not sorted: there is no chunk reuse to win
 SORT_MIN_TOKENS = 64
 # software-pipelining stages of the chunk-major kernels' tile loops (read at call time, so bench/kernels.py
-# can sweep them): 1 = no prefetch of the next tile's gathered Q/dO rows while this tile multiplies
+# can sweep them): 1 = no prefetch of the next tile's gathered Q/dO rows while this tile multiplies.
+# Backward None = by shape: 3 stages for half-precision D ≤ 64 (H100, 8K, session 12: the backward kernel
+# 1.03 → 0.87 ms at K=16 and 1.80 → 1.52 ms at K=32; 2 stages gave 0.92 / 1.60; the forward gained nothing),
+# 1 elsewhere (D=128 and fp32 tiles were not measured with more stages: they may not fit shared memory)
 FWD_CHUNK_STAGES = 1
-BWD_CHUNK_STAGES = 1
+BWD_CHUNK_STAGES: int | None = None
+
+
+def _bwd_stages(block_d: int, dtype: torch.dtype) -> int:
+    if BWD_CHUNK_STAGES is not None:
+        return BWD_CHUNK_STAGES
+    return 3 if block_d <= 64 and dtype in (torch.float16, torch.bfloat16) else 1
 
 
 @triton.jit
@@ -396,7 +405,7 @@ def hsa_backward(q, k_pool, v_pool, chunk_idx, chunk_w, do, lay: _Layout, sm_sca
         S=lay.S, BLOCK_D=lay.BLOCK_D, BLOCK_G=lay.BLOCK_G, BLOCK_TOK=block_tok,
         SORTED=sorted_pairs, NEED_DQ=not token_dq, NEED_DKV=need_dkv, DOT_PRECISION=_dot_precision(q.dtype),
         # dK/dV accumulators and five row tiles: 4 warps spill at 64 × 64
-        num_warps=8, num_stages=BWD_CHUNK_STAGES,
+        num_warps=8, num_stages=_bwd_stages(lay.BLOCK_D, q.dtype),
     )
     if token_dq:
         BLOCK_G = max(16, lay.BLOCK_G)
