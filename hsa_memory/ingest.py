@@ -66,6 +66,8 @@ class Ingestor:
         self.committed = self.cursor
         self.state = IngestState.from_bytes(blob) if blob else IngestState(model.new_stream_state())
         self.dirty = False
+        # set when an ingest failed part-way: the RAM state may be ahead of any commit and is never written
+        self.poisoned = False
 
     @property
     def tail_window(self) -> int:
@@ -79,65 +81,110 @@ class Ingestor:
             yield self.tokenizer.encode(piece, add_special_tokens=False).ids
 
     def ingest(self, events: Iterable[Event], progress: Callable[[int], None] | None = None) -> int:
-        """Encode events in order; returns the number of chunks committed."""
+        """Encode events in order; returns the number of chunks committed.
+
+        Tokens of consecutive events are gathered into blocks of ``block_tokens`` before they go through
+        the model: an agent history is mostly short messages, and one model call per message ran the lower
+        decoder on ~30-token inputs (session 12: 1M tokens of agent history took 48 min on one CPU thread).
+        A commit records the frontier of what was encoded: the last whole event (the cursor) and, when the
+        frontier is inside an event, how many of its tokens (``state.partial``). An exception part-way (an
+        interrupt, a full disk) poisons this ingestor: its RAM state is dropped, never flushed, and the next
+        write reloads the last commit and encodes again from there.
+        """
         pending = PendingCommit([], [], [], [])
         committed = 0
-        for event in events:
-            if event.seq <= self.cursor:
-                continue
-            skip = self.state.partial[1] if self.state.partial and self.state.partial[0] == event.seq else 0
-            self.state.event_info[event.seq] = (event.role, to_micros(event.time))
-            consumed = 0
-            for ids in self.tokens_of(event):
-                for start in range(0, len(ids), self.block_tokens):
-                    block = ids[start:start + self.block_tokens]
-                    if consumed + len(block) <= skip:
-                        consumed += len(block)
+        buf_ids: list[int] = []
+        buf_seqs: list[int] = []
+        buf_counts: list[int] = []  # per buffered token: tokens of its event read up to and including it
+        event_total: dict[int, int] = {}  # events read to their end: their token count
+        previous: dict[int, int] = {}  # event seq → the whole-event frontier before it (the cursor to record)
+        last_whole = self.cursor
+        current = None
+
+        def encode_front(n: int) -> None:
+            nonlocal pending, committed
+            ids, seqs, counts = buf_ids[:n], buf_seqs[:n], buf_counts[:n]
+            del buf_ids[:n], buf_seqs[:n], buf_counts[:n]
+            keep = set(buf_seqs) | ({current} if current is not None else set())
+            self.encode_block(ids, seqs, pending, keep)
+            if progress is not None:
+                progress(n)
+            if len(pending) >= self.commit_every:
+                seq, count = seqs[-1], counts[-1]
+                whole = event_total.get(seq) == count
+                self.state.partial = None if whole else (seq, count)
+                committed += self.commit(pending, seq if whole else previous[seq])
+                pending = PendingCommit([], [], [], [])
+
+        try:
+            for event in events:
+                if event.seq <= self.cursor:
+                    continue
+                current = event.seq
+                previous[event.seq] = last_whole
+                skip = self.state.partial[1] if self.state.partial and self.state.partial[0] == event.seq else 0
+                self.state.event_info[event.seq] = (event.role, to_micros(event.time))
+                consumed = 0
+                for ids in self.tokens_of(event):
+                    if consumed + len(ids) <= skip:
+                        consumed += len(ids)
                         continue
                     if consumed < skip:
-                        block = block[skip - consumed:]
+                        ids = ids[skip - consumed:]
                         consumed = skip
-                    self.encode_block(block, event.seq, pending)
-                    consumed += len(block)
-                    if progress is not None:
-                        progress(len(block))
-                    if len(pending) >= self.commit_every:
-                        self.state.partial = (event.seq, consumed)
-                        committed += self.commit(pending, self.cursor)
-                        pending = PendingCommit([], [], [], [])
+                    buf_ids.extend(ids)
+                    buf_seqs.extend([event.seq] * len(ids))
+                    buf_counts.extend(range(consumed + 1, consumed + len(ids) + 1))
+                    consumed += len(ids)
+                    while len(buf_ids) >= self.block_tokens:
+                        encode_front(self.block_tokens)
+                event_total[event.seq] = consumed
+                last_whole = event.seq
+            current = None
+            if buf_ids:
+                encode_front(len(buf_ids))
             self.state.partial = None
-            self.cursor = event.seq
-            self.dirty = True
-        if len(pending):
-            committed += self.commit(pending, self.cursor)
+            self.cursor = last_whole
+            if last_whole != self.committed:
+                self.dirty = True
+            if len(pending):
+                committed += self.commit(pending, self.cursor)
+        except BaseException:
+            self.poisoned = True
+            self.dirty = False
+            raise
         return committed
 
     @torch.no_grad()
-    def encode_block(self, ids: list[int], seq: int, pending: PendingCommit) -> None:
+    def encode_block(self, ids: list[int], seqs: list[int], pending: PendingCommit, keep: set[int] = frozenset()) -> None:
+        """Encode one block of tokens (``seqs``: each token's event) and queue the chunks it closes.
+
+        ``keep``: events whose role and time must outlive this block (read but not yet encoded)."""
         state = self.state
-        state.pending_seqs.extend([seq] * len(ids))
+        state.pending_seqs.extend(seqs)
         encoded = self.model.encode_chunks(torch.tensor(ids, dtype=torch.long), state.stream, self.block_tokens)
         state.tail_ids = (state.tail_ids + ids)[-self.tail_window:]
-        state.tail_seqs = (state.tail_seqs + [seq] * len(ids))[-self.tail_window:]
+        state.tail_seqs = (state.tail_seqs + seqs)[-self.tail_window:]
         S = self.model.config.chunk_size
         for j in range(encoded.token_ids.shape[0]):
-            seqs = state.pending_seqs[j * S:(j + 1) * S]
-            roles = list(dict.fromkeys(state.event_info[s][0] for s in seqs))
+            chunk_seqs = state.pending_seqs[j * S:(j + 1) * S]
+            roles = list(dict.fromkeys(state.event_info[s][0] for s in chunk_seqs))
             # events may arrive out of time order (clocks, imports): the span is their min and max
-            times = [state.event_info[s][1] for s in dict.fromkeys(seqs)]
+            times = [state.event_info[s][1] for s in dict.fromkeys(chunk_seqs)]
             position = encoded.first_position + j
             pending.chunks.append(NewChunk(
                 position=position, token_start=position * S, token_end=(position + 1) * S,
                 time_start=from_micros(min(times)), time_end=from_micros(max(times)),
                 roles=roles, text=self.tokenizer.decode(encoded.token_ids[j].tolist(), skip_special_tokens=True),
-                first_seq=seqs[0], last_seq=seqs[-1]))
+                first_seq=chunk_seqs[0], last_seq=chunk_seqs[-1]))
         n = encoded.token_ids.shape[0]
         if n:
             pending.landmarks.append(encoded.memory.landmarks.float().cpu())
             pending.keys.append(encoded.memory.keys.cpu())
             pending.values.append(encoded.memory.values.cpu())
+            # the event of the last closed token stays known (as it always has: the state's format)
+            live = set(state.pending_seqs[n * S:]) | {state.pending_seqs[n * S - 1]} | set(keep)
             state.pending_seqs = state.pending_seqs[n * S:]
-            live = set(state.pending_seqs) | {seq}
             state.event_info = {s: info for s, info in state.event_info.items() if s in live}
 
     @torch.no_grad()
@@ -188,7 +235,7 @@ class Ingestor:
 
     def is_current(self) -> bool:
         """Whether no other writer committed or forgot since we loaded or committed (call under the writer lock)."""
-        return self.store.ingest_version() == (self.committed, self.generation)
+        return not self.poisoned and self.store.ingest_version() == (self.committed, self.generation)
 
     def flush(self) -> None:
         """Persist the open chunk and SWA state so the next open needs no re-encoding (writer lock held)."""

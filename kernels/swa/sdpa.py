@@ -19,9 +19,13 @@ def sliding_window_attention_sdpa(
     window: int | None,
     sink_logits: torch.Tensor | None = None,
     sm_scale: float | None = None,
-    block: int = 1024,
+    block: int = 128,
 ) -> torch.Tensor:
-    """q (B, T, HQ, D) over k, v (B, S, HK, D); queries in blocks, each reading only its window."""
+    """q (B, T, HQ, D) over k, v (B, S, HK, D); queries in blocks, each reading only its window.
+
+    Each block computes (block × (window + block)) scores of which ~window per query are visible, so small
+    blocks waste less: 1,024 queries over a 512-token window on one CPU thread took 108 ms in blocks of
+    1,024 and 40 ms in blocks of 128 (37 ms at 64: call overhead starts to show; session 12)."""
     B, T, HQ, D = q.shape
     S, HK = k.shape[1], k.shape[2]
     scale = sm_scale if sm_scale is not None else D ** -0.5
