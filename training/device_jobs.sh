@@ -4,7 +4,7 @@
 # bench/niah.py with the shipped weights at lengths the CPU cannot reach, and the memories bench/api.py
 # measures later (built now, asked with --measure-only once training is done and the GPU is quiet).
 # Usage (repo root, after `source training/device_env.sh`):
-#   RUN=run10 SEED=10 BUDGET=840 bash training/device_jobs.sh start|check|wait|collect|measure
+#   RUN=run10 SEED=10 BUDGET=840 bash training/device_jobs.sh start|check|wait|collect|ablate|measure
 # Recipe knobs (env): RESUME (checkpoint), STEPS (at most), BUDGET (s; the lr cosine ends when steps or budget run out), SEED, SEQ and BATCH (training length and rows;
 # default 4096 x 16), WARMUP (lr warm-up steps, default 10), TRAIN_ARGS (more train.py options, e.g. "--recency-bias --bias-lr-scale 40"), DECOY (hard-negative router loss weight,
 # objectives.decoy_loss; default 0 = the run-9/10/11 recipe unchanged), DIALOGUE (exchanges of base-model
@@ -86,6 +86,12 @@ gputests)  # the kernel tests on the GPU (tests/kernels/conftest.py picks CUDA w
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site $REPO/.whl-test/*.whl
   fi
   cd /tmp && python3 -m pytest -q -p no:cacheprovider $REPO/tests/kernels 2>&1 | tail -n 25
+  ;;
+ablate)  # the run's end checkpoint with its supersession scale zeroed (training.evaluate --no-supersession), on the
+  # same held-out rows as the end eval: whether the trained scalars or the extra steps made a difference
+  cd /tmp && python3 -m hsa_memory.training.evaluate --checkpoint $RUN/checkpoint.safetensors --device cuda \
+    --count ${EVAL_COUNT:-64} --no-supersession --eval s_niah:8192,agent_memory:8192,mq_niah:8192,agent_memory:2048 \
+    2>&1 | tee "$OUT"/ablate.jsonl | tail -n 4
   ;;
 measure)  # the memories built by `start`, asked on a quiet GPU
   cd /tmp && python3 $REPO/bench/api.py --device cuda --sizes 100K,1M,16M --real-upto 100K --asks ${ASKS:-6} \
