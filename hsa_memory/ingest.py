@@ -143,7 +143,9 @@ class Ingestor:
             current = None
             if buf_ids:
                 encode_front(len(buf_ids))
-            self.state.partial = None
+            if last_whole != self.cursor:
+                # every event read is encoded whole; with none read, a resumed event's offset must stay
+                self.state.partial = None
             self.cursor = last_whole
             if last_whole != self.committed:
                 self.dirty = True

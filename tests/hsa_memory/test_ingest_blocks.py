@@ -76,3 +76,14 @@ def test_a_failure_part_way_is_completed_exactly_by_the_next_write(tmp_path, tin
         torch.testing.assert_close(landmarks, expected_landmarks, rtol=1e-4, atol=1e-5)
         assert state_of(mem) == expected_state
         assert mem.stats()["tokens"] == expected_tokens
+
+
+def test_an_ingest_with_no_new_events_keeps_a_resumed_events_offset(tmp_path, tiny_loaded):
+    """The offset into a part-encoded event is cleared only once that event has been read to its end."""
+    with Memory(tmp_path / "m", model=tiny_loaded) as mem:
+        mem.append("hello there")
+        ingestor = mem.ingestor
+        ingestor.state.partial = (ingestor.cursor + 1, 3)
+        assert ingestor.ingest([]) == 0
+        assert ingestor.state.partial == (ingestor.cursor + 1, 3)
+        ingestor.state.partial = None  # leave the memory as it was for the close
