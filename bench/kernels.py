@@ -66,11 +66,13 @@ def attempt(table, row, body):
     record(table, row)
 
 
-# (pairs per work item, forward stages, backward stages — None: the kernel's default by shape —, dQ by) the profile sweeps: the item size (session 11:
-# no effect), software pipelining of the chunk-major tile loops (the backward kernel is 1.1 of 1.6 ms at 8K),
-# and dQ by fp32 atomics in the chunk kernel ("atomic") or by the token-major kernel ("token")
-PROFILE_CONFIGS = ((128, 1, None, "atomic"), (128, 1, 1, "atomic"), (128, 1, 2, "atomic"), (128, 1, 3, "atomic"),
-                   (128, 1, 4, "atomic"), (128, 2, 3, "atomic"), (128, 1, None, "token"))
+# (pairs per work item, forward stages, backward stages — None: the kernel's default by shape —, dQ by, saved
+# log-sum-exp) the profile sweeps: the item size (session 11: no effect), software pipelining of the
+# chunk-major tile loops (session 12: 3 stages −15 % on the backward kernel), dQ by fp32 atomics in the chunk
+# kernel ("atomic") or by the token-major kernel ("token"), and P rebuilt from the forward's saved
+# log-sum-exp instead of a row max and sum (``SAVED_LSE``, not measured yet)
+PROFILE_CONFIGS = ((128, 1, None, "atomic", False), (128, 1, 1, "atomic", False), (128, 1, None, "atomic", True),
+                   (128, 1, 4, "atomic", False), (128, 1, 4, "atomic", True), (128, 1, None, "token", True))
 
 
 def training_profile(lengths, ks, configs=PROFILE_CONFIGS):
@@ -83,17 +85,19 @@ def training_profile(lengths, ks, configs=PROFILE_CONFIGS):
     hsa_triton = importlib.import_module("hsa_memory.kernels.hsa_attention.triton")
 
     HQ, HK, D = 16, 1, 64
-    defaults = hsa_triton.ITEM_PAIRS, hsa_triton.FWD_CHUNK_STAGES, hsa_triton.BWD_CHUNK_STAGES
+    defaults = (hsa_triton.ITEM_PAIRS, hsa_triton.FWD_CHUNK_STAGES, hsa_triton.BWD_CHUNK_STAGES,
+                hsa_triton.SAVED_LSE)
     for L in lengths:  # the dense baseline in the same run
         q, k, v = (torch.randn(1, HQ, L, D, device=DEVICE, dtype=DT, requires_grad=True) for _ in range(3))
         do = torch.randn(1, HQ, L, D, device=DEVICE, dtype=DT)
         attempt("training_profile", {"L": L, "op": "sdpa causal fwd+bwd"}, lambda: {"eager_ms": ms(
             lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True).backward(do), rep=300)})
-    for L, K, (pairs_per_item, fwd_stages, bwd_stages, backward) in itertools.product(lengths, ks, configs):
+    for L, K, (pairs_per_item, fwd_stages, bwd_stages, backward, saved_lse) in itertools.product(lengths, ks, configs):
         row = {"L": L, "K": K, "item_pairs": pairs_per_item, "fwd_stages": fwd_stages, "bwd_stages": bwd_stages,
-               "backward": backward}
+               "backward": backward, "saved_lse": saved_lse}
         hsa_triton.ITEM_PAIRS = pairs_per_item
         hsa_triton.FWD_CHUNK_STAGES, hsa_triton.BWD_CHUNK_STAGES = fwd_stages, bwd_stages
+        hsa_triton.SAVED_LSE = saved_lse
 
         def body():
             q = torch.randn(1, L, HQ, D, device=DEVICE, dtype=DT, requires_grad=True)
@@ -131,7 +135,8 @@ def training_profile(lengths, ks, configs=PROFILE_CONFIGS):
             return out
 
         attempt("training_profile", row, body)
-    hsa_triton.ITEM_PAIRS, hsa_triton.FWD_CHUNK_STAGES, hsa_triton.BWD_CHUNK_STAGES = defaults
+    (hsa_triton.ITEM_PAIRS, hsa_triton.FWD_CHUNK_STAGES, hsa_triton.BWD_CHUNK_STAGES,
+     hsa_triton.SAVED_LSE) = defaults
 
 
 def causal_chunk_idx(L, K, HK=1):

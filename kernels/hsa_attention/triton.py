@@ -33,6 +33,10 @@ SORT_MIN_TOKENS = 64
 # 1 elsewhere (D=128 and fp32 tiles were not measured with more stages: they may not fit shared memory)
 FWD_CHUNK_STAGES = 1
 BWD_CHUNK_STAGES: int | None = None
+# the forward stores each (pair, head) row's log-sum-exp (base 2) and the backward rebuilds P from it instead
+# of a row max and sum (FlashAttention's way); costs E · G · 4 bytes. Off until bench/kernels.py's profile
+# shows it pays (not measured yet: session 12 had no device time left)
+SAVED_LSE = False
 
 
 def _bwd_stages(block_d: int, dtype: torch.dtype) -> int:
@@ -72,6 +76,23 @@ def _pairs(order_ptr, start, e, m, SORTED: tl.constexpr):
 
 
 @triton.jit
+def _chunk_softmax_lse(b_q, b_k, qk_scale, DOT_PRECISION: tl.constexpr):
+    # as _chunk_softmax, also returning each row's log2-sum-exp2 of the scaled scores
+    b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PRECISION) * qk_scale
+    b_m = tl.max(b_s, 1)
+    b_s = tl.exp2(b_s - b_m[:, None])
+    b_l = tl.sum(b_s, 1)
+    return b_s / b_l[:, None], b_m + tl.log2(b_l)
+
+
+@triton.jit
+def _probs_from_lse(b_q, b_k, qk_scale, b_lse, DOT_PRECISION: tl.constexpr):
+    # the backward's P from the forward's saved log-sum-exp: no row max, no row sum
+    b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PRECISION) * qk_scale
+    return tl.exp2(b_s - b_lse[:, None])
+
+
+@triton.jit
 def _chunk_softmax(b_q, b_k, qk_scale, DOT_PRECISION: tl.constexpr):
     # softmax over the S keys of one chunk, rows independent; qk_scale includes log2(e)
     b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PRECISION) * qk_scale
@@ -81,12 +102,12 @@ def _chunk_softmax(b_q, b_k, qk_scale, DOT_PRECISION: tl.constexpr):
 
 @triton.jit
 def hsa_fwd_chunk_kernel(
-    q_ptr, k_ptr, v_ptr, idx_ptr, w_ptr, order_ptr, item_seg_ptr, item_start_ptr, item_len_ptr, o_ptr,
+    q_ptr, k_ptr, v_ptr, idx_ptr, w_ptr, order_ptr, item_seg_ptr, item_start_ptr, item_len_ptr, o_ptr, lse_ptr,
     stride_qt, stride_qh, stride_kp, stride_ks, stride_kh, stride_vp, stride_vs, stride_vh,
     stride_ot, stride_oh,
     T, HK, K, G, D, n_pages, pages_per_batch, qk_scale,
     S: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_TOK: tl.constexpr,
-    SORTED: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    SORTED: tl.constexpr, SAVE_LSE: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     i_item = tl.program_id(0).to(tl.int64)
     i_g, page, start, n_len = _item(i_item, idx_ptr, item_seg_ptr, item_start_ptr, item_len_ptr,
@@ -114,7 +135,11 @@ def hsa_fwd_chunk_kernel(
         b_q = tl.load(q_ptr + i_bt[:, None] * stride_qt + h[:, None] * stride_qh + offs_d[None, :],
                       mask=m_rd, other=0.0)
         b_w = tl.load(w_ptr + pair, mask=m_r, other=0.0).to(tl.float32)
-        b_p = _chunk_softmax(b_q, b_k, qk_scale, DOT_PRECISION)
+        if SAVE_LSE:
+            b_p, b_lse = _chunk_softmax_lse(b_q, b_k, qk_scale, DOT_PRECISION)
+            tl.store(lse_ptr + pair * G + r_head, b_lse, mask=m_r)
+        else:
+            b_p = _chunk_softmax(b_q, b_k, qk_scale, DOT_PRECISION)
         b_o = tl.dot(b_p.to(b_v.dtype), b_v, input_precision=DOT_PRECISION) * b_w[:, None]
         tl.atomic_add(o_ptr + i_bt[:, None] * stride_ot + h[:, None] * stride_oh + offs_d[None, :],
                       b_o, mask=m_rd, sem="relaxed")
@@ -122,11 +147,12 @@ def hsa_fwd_chunk_kernel(
 
 @triton.jit
 def hsa_fwd_token_kernel(
-    q_ptr, k_ptr, v_ptr, idx_ptr, w_ptr, o_ptr,
+    q_ptr, k_ptr, v_ptr, idx_ptr, w_ptr, o_ptr, lse_ptr,
     stride_qt, stride_qh, stride_kp, stride_ks, stride_kh, stride_vp, stride_vs, stride_vh,
     stride_ot, stride_oh,
     T, HK, K, G, D, pages_per_batch, qk_scale,
-    S: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_G: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    S: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_G: tl.constexpr, SAVE_LSE: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     i_bt = tl.program_id(0).to(tl.int64)
     i_g = tl.program_id(1).to(tl.int64)
@@ -149,7 +175,11 @@ def hsa_fwd_token_kernel(
         b_v = tl.load(v_ptr + page * stride_vp + i_g * stride_vh + offs_s[:, None] * stride_vs + offs_d[None, :],
                       mask=m_kv, other=0.0)
         b_w = tl.where(idx >= 0, tl.load(w_ptr + base + i_k).to(tl.float32), 0.0)
-        b_p = _chunk_softmax(b_q, b_k, qk_scale, DOT_PRECISION)
+        if SAVE_LSE:
+            b_p, b_lse = _chunk_softmax_lse(b_q, b_k, qk_scale, DOT_PRECISION)
+            tl.store(lse_ptr + (base + i_k) * G + offs_h, b_lse, mask=offs_h < G)
+        else:
+            b_p = _chunk_softmax(b_q, b_k, qk_scale, DOT_PRECISION)
         b_acc += tl.dot(b_p.to(b_v.dtype), b_v, input_precision=DOT_PRECISION) * b_w
     tl.store(o_ptr + i_bt * stride_ot + h[:, None] * stride_oh + offs_d[None, :],
              b_acc.to(o_ptr.dtype.element_ty), mask=m_hd)
@@ -157,13 +187,14 @@ def hsa_fwd_token_kernel(
 
 @triton.jit
 def hsa_bwd_chunk_kernel(
-    q_ptr, k_ptr, v_ptr, idx_ptr, w_ptr, do_ptr, order_ptr, item_seg_ptr, item_start_ptr, item_len_ptr,
+    q_ptr, k_ptr, v_ptr, idx_ptr, w_ptr, do_ptr, order_ptr, item_seg_ptr, item_start_ptr, item_len_ptr, lse_ptr,
     dq_ptr, dk_ptr, dv_ptr, dw_ptr,
     stride_qt, stride_qh, stride_kp, stride_ks, stride_kh, stride_vp, stride_vs, stride_vh,
     stride_dot, stride_doh, stride_dqt, stride_dqh, stride_dkp, stride_dks, stride_dkh,
     T, HK, K, G, D, n_pages, pages_per_batch, sm_scale, qk_scale,
     S: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_TOK: tl.constexpr,
-    SORTED: tl.constexpr, NEED_DQ: tl.constexpr, NEED_DKV: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    SORTED: tl.constexpr, NEED_DQ: tl.constexpr, NEED_DKV: tl.constexpr, USE_LSE: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     i_item = tl.program_id(0).to(tl.int64)
     i_g, page, start, n_len = _item(i_item, idx_ptr, item_seg_ptr, item_start_ptr, item_len_ptr,
@@ -196,7 +227,11 @@ def hsa_bwd_chunk_kernel(
         b_do = tl.load(do_ptr + i_bt[:, None] * stride_dot + h[:, None] * stride_doh + offs_d[None, :],
                        mask=m_rd, other=0.0)
         b_w = tl.load(w_ptr + pair, mask=m_r, other=0.0).to(tl.float32)
-        b_p = _chunk_softmax(b_q, b_k, qk_scale, DOT_PRECISION)
+        if USE_LSE:
+            b_lse = tl.load(lse_ptr + pair * G + r_head, mask=m_r, other=0.0)
+            b_p = _probs_from_lse(b_q, b_k, qk_scale, b_lse, DOT_PRECISION)
+        else:
+            b_p = _chunk_softmax(b_q, b_k, qk_scale, DOT_PRECISION)
         # delta = dO · O_k (O_k = P V, the chunk's own output): the softmax correction, and (summed over
         # heads) dL/dw. It equals rowsum(P ⊙ dP) with dP = dO Vᵀ, which the gradient needs anyway, so O_k
         # is never formed: one of six tile products saved
@@ -225,11 +260,12 @@ def hsa_bwd_chunk_kernel(
 
 @triton.jit
 def hsa_bwd_dq_token_kernel(
-    q_ptr, k_ptr, v_ptr, idx_ptr, w_ptr, do_ptr, dq_ptr,
+    q_ptr, k_ptr, v_ptr, idx_ptr, w_ptr, do_ptr, dq_ptr, lse_ptr,
     stride_qt, stride_qh, stride_kp, stride_ks, stride_kh, stride_vp, stride_vs, stride_vh,
     stride_dot, stride_doh, stride_dqt, stride_dqh,
     T, HK, K, G, D, pages_per_batch, sm_scale, qk_scale,
-    S: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_G: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    S: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_G: tl.constexpr, USE_LSE: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     # dQ without atomics: one program per token and KV head loops over its chunks
     i_bt = tl.program_id(0).to(tl.int64)
@@ -254,7 +290,11 @@ def hsa_bwd_dq_token_kernel(
         b_v = tl.load(v_ptr + page * stride_vp + i_g * stride_vh + offs_s[:, None] * stride_vs + offs_d[None, :],
                       mask=m_kv, other=0.0)
         b_w = tl.where(idx >= 0, tl.load(w_ptr + base + i_k).to(tl.float32), 0.0)
-        b_p = _chunk_softmax(b_q, b_k, qk_scale, DOT_PRECISION)
+        if USE_LSE:
+            b_lse = tl.load(lse_ptr + (base + i_k) * G + offs_h, mask=offs_h < G, other=0.0)
+            b_p = _probs_from_lse(b_q, b_k, qk_scale, b_lse, DOT_PRECISION)
+        else:
+            b_p = _chunk_softmax(b_q, b_k, qk_scale, DOT_PRECISION)
         b_dp = tl.dot(b_do, tl.trans(b_v), input_precision=DOT_PRECISION)
         b_delta = tl.sum(b_p * b_dp, 1)  # = dO · (P V), as in the chunk-major kernel
         b_ds = (b_p * (b_dp - b_delta[:, None]) * b_w).to(b_k.dtype)
@@ -343,8 +383,13 @@ def _warps(rows: int, block_d: int) -> int:
 TOKEN_WARPS = 8
 
 
-def hsa_forward(q, k_pool, v_pool, chunk_idx, chunk_w, lay: _Layout, sm_scale: float, plan, forward: str):
-    """Launches one forward; q (B·T, HQ, D), pools (P, S, HK, D), idx/w flat. Returns (B·T, HQ, D) in q's dtype."""
+def hsa_forward(q, k_pool, v_pool, chunk_idx, chunk_w, lay: _Layout, sm_scale: float, plan, forward: str,
+                lse: torch.Tensor | None = None):
+    """Launches one forward; q (B·T, HQ, D), pools (P, S, HK, D), idx/w flat. Returns (B·T, HQ, D) in q's dtype.
+
+    ``lse``: a zeroed (pairs · G,) fp32 buffer to receive each row's log-sum-exp for the backward (or None)."""
+    save_lse = lse is not None
+    lse = lse if save_lse else chunk_w
     qk_scale = sm_scale * 1.4426950408889634
     common = (q.stride(0), q.stride(1), k_pool.stride(0), k_pool.stride(1), k_pool.stride(2),
               v_pool.stride(0), v_pool.stride(1), v_pool.stride(2))
@@ -353,9 +398,9 @@ def hsa_forward(q, k_pool, v_pool, chunk_idx, chunk_w, lay: _Layout, sm_scale: f
         o = torch.empty_like(q)
         BLOCK_G = max(16, lay.BLOCK_G)
         hsa_fwd_token_kernel[(lay.B * lay.T, lay.HK)](
-            q, k_pool, v_pool, chunk_idx, chunk_w, o, *common, o.stride(0), o.stride(1),
+            q, k_pool, v_pool, chunk_idx, chunk_w, o, lse, *common, o.stride(0), o.stride(1),
             lay.T, lay.HK, lay.K, lay.G, lay.D, lay.pages_per_batch, qk_scale,
-            S=lay.S, BLOCK_D=lay.BLOCK_D, BLOCK_G=BLOCK_G, DOT_PRECISION=precision,
+            S=lay.S, BLOCK_D=lay.BLOCK_D, BLOCK_G=BLOCK_G, SAVE_LSE=save_lse, DOT_PRECISION=precision,
             num_warps=TOKEN_WARPS, num_stages=2,
         )
         return o
@@ -365,22 +410,25 @@ def hsa_forward(q, k_pool, v_pool, chunk_idx, chunk_w, lay: _Layout, sm_scale: f
     order, item_seg, item_start, item_len = plan if sorted_pairs else (chunk_idx,) * 4
     n_items = item_seg.numel() if sorted_pairs else chunk_idx.numel()
     hsa_fwd_chunk_kernel[(n_items,)](
-        q, k_pool, v_pool, chunk_idx, chunk_w, order, item_seg, item_start, item_len, o_acc,
+        q, k_pool, v_pool, chunk_idx, chunk_w, order, item_seg, item_start, item_len, o_acc, lse,
         *common, o_acc.stride(0), o_acc.stride(1),
         lay.T, lay.HK, lay.K, lay.G, lay.D, lay.n_pages, lay.pages_per_batch, qk_scale,
         S=lay.S, BLOCK_D=lay.BLOCK_D, BLOCK_G=lay.BLOCK_G, BLOCK_TOK=block_tok,
-        SORTED=sorted_pairs, DOT_PRECISION=precision,
+        SORTED=sorted_pairs, SAVE_LSE=save_lse, DOT_PRECISION=precision,
         num_warps=_warps(block_tok * lay.BLOCK_G, lay.BLOCK_D), num_stages=FWD_CHUNK_STAGES,
     )
     return o_acc.to(q.dtype)
 
 
 def hsa_backward(q, k_pool, v_pool, chunk_idx, chunk_w, do, lay: _Layout, sm_scale: float, plan, need_dkv: bool,
-                 backward: str = "atomic"):
+                 backward: str = "atomic", lse: torch.Tensor | None = None):
     """Returns dq (B·T, HQ, D) fp32, dk/dv pools fp32 (or None), dw flat fp32.
 
     ``backward``: "atomic" adds dQ from the chunk-major kernel; "token" leaves dQ to a token-major pass.
+    ``lse``: the forward's saved log-sum-exp per row (``hsa_forward``), or None to recompute the softmax.
     """
+    use_lse = lse is not None
+    lse = lse if use_lse else chunk_w
     token_dq = backward == "token"
     dq = (torch.empty if token_dq else torch.zeros)(q.shape, dtype=torch.float32, device=q.device)
     if need_dkv:
@@ -394,7 +442,7 @@ def hsa_backward(q, k_pool, v_pool, chunk_idx, chunk_w, do, lay: _Layout, sm_sca
     order, item_seg, item_start, item_len = plan if sorted_pairs else (chunk_idx,) * 4
     n_items = item_seg.numel() if sorted_pairs else chunk_idx.numel()
     hsa_bwd_chunk_kernel[(n_items,)](
-        q, k_pool, v_pool, chunk_idx, chunk_w, do, order, item_seg, item_start, item_len,
+        q, k_pool, v_pool, chunk_idx, chunk_w, do, order, item_seg, item_start, item_len, lse,
         dq, dk, dv, dw,
         q.stride(0), q.stride(1), k_pool.stride(0), k_pool.stride(1), k_pool.stride(2),
         v_pool.stride(0), v_pool.stride(1), v_pool.stride(2),
@@ -403,19 +451,20 @@ def hsa_backward(q, k_pool, v_pool, chunk_idx, chunk_w, do, lay: _Layout, sm_sca
         lay.T, lay.HK, lay.K, lay.G, lay.D, lay.n_pages, lay.pages_per_batch,
         sm_scale, sm_scale * 1.4426950408889634,
         S=lay.S, BLOCK_D=lay.BLOCK_D, BLOCK_G=lay.BLOCK_G, BLOCK_TOK=block_tok,
-        SORTED=sorted_pairs, NEED_DQ=not token_dq, NEED_DKV=need_dkv, DOT_PRECISION=_dot_precision(q.dtype),
+        SORTED=sorted_pairs, NEED_DQ=not token_dq, NEED_DKV=need_dkv, USE_LSE=use_lse,
+        DOT_PRECISION=_dot_precision(q.dtype),
         # dK/dV accumulators and five row tiles: 4 warps spill at 64 × 64
         num_warps=8, num_stages=_bwd_stages(lay.BLOCK_D, q.dtype),
     )
     if token_dq:
         BLOCK_G = max(16, lay.BLOCK_G)
         hsa_bwd_dq_token_kernel[(lay.B * lay.T, lay.HK)](
-            q, k_pool, v_pool, chunk_idx, chunk_w, do, dq,
+            q, k_pool, v_pool, chunk_idx, chunk_w, do, dq, lse,
             q.stride(0), q.stride(1), k_pool.stride(0), k_pool.stride(1), k_pool.stride(2),
             v_pool.stride(0), v_pool.stride(1), v_pool.stride(2),
             do.stride(0), do.stride(1), dq.stride(0), dq.stride(1),
             lay.T, lay.HK, lay.K, lay.G, lay.D, lay.pages_per_batch, sm_scale, sm_scale * 1.4426950408889634,
-            S=lay.S, BLOCK_D=lay.BLOCK_D, BLOCK_G=BLOCK_G, DOT_PRECISION=_dot_precision(q.dtype),
+            S=lay.S, BLOCK_D=lay.BLOCK_D, BLOCK_G=BLOCK_G, USE_LSE=use_lse, DOT_PRECISION=_dot_precision(q.dtype),
             num_warps=TOKEN_WARPS, num_stages=2,
         )
     return dq, (dk if need_dkv else None), (dv if need_dkv else None), dw
@@ -434,20 +483,25 @@ class HSAAttentionFunction(torch.autograd.Function):
         if sort_pairs is None:
             sort_pairs = lay.B * lay.T >= SORT_MIN_TOKENS
         plan = plan_pairs(idx, lay.n_pages, lay.pages_per_batch) if sort_pairs else None
-        o = hsa_forward(q2, k_pool, v_pool, idx, w, lay, sm_scale, plan, forward)
+        # zeros: rows of empty slots are never written and must read back as a finite log-sum-exp
+        lse = (torch.zeros(idx.numel() * lay.G, dtype=torch.float32, device=q.device)
+               if SAVED_LSE and any(ctx.needs_input_grad[:5]) else None)
+        o = hsa_forward(q2, k_pool, v_pool, idx, w, lay, sm_scale, plan, forward, lse)
         ctx.lay, ctx.sm_scale, ctx.sorted, ctx.backward_mode = lay, sm_scale, sort_pairs, backward
         ctx.mem_shape, ctx.mem_dtype = mem_k.shape, mem_k.dtype
-        ctx.save_for_backward(q2, k_pool, v_pool, idx, w, *(plan or ()))
+        ctx.has_lse = lse is not None
+        ctx.save_for_backward(q2, k_pool, v_pool, idx, w, *((lse,) if lse is not None else ()), *(plan or ()))
         return o.view(q.shape)
 
     @staticmethod
     def backward(ctx, do):
-        q2, k_pool, v_pool, idx, w, *plan = ctx.saved_tensors
+        q2, k_pool, v_pool, idx, w, *rest = ctx.saved_tensors
+        lse, plan = (rest[0], rest[1:]) if ctx.has_lse else (None, rest)
         lay = ctx.lay
         do2 = do.reshape(q2.shape).contiguous()
         need_dkv = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
         dq, dk, dv, dw = hsa_backward(q2, k_pool, v_pool, idx, w, do2, lay, ctx.sm_scale,
-                                      plan if ctx.sorted else None, need_dkv, ctx.backward_mode)
+                                      plan if ctx.sorted else None, need_dkv, ctx.backward_mode, lse)
         dq = dq.to(q2.dtype).view(lay.B, lay.T, lay.HQ, lay.D)
         if need_dkv:
             dk = dk.to(ctx.mem_dtype).view(ctx.mem_shape)

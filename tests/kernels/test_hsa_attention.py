@@ -130,3 +130,21 @@ def test_rejects_bad_inputs(change, message, device):
     args = change(dict(q=q, mem_k=mem_k, mem_v=mem_v, chunk_idx=chunk_idx, chunk_w=chunk_w))
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         hsa_attention_triton(**args)
+
+
+@pytest.mark.parametrize(
+    "forward,backward,sort_pairs",
+    [("token", "atomic", None), ("chunk", "atomic", False), ("chunk", "atomic", True), ("chunk", "token", True),
+     ("token", "token", True)],
+)
+def test_saved_lse_backward(forward, backward, sort_pairs, device, assert_close, monkeypatch):
+    """The backward rebuilding P from the forward's saved log-sum-exp (``SAVED_LSE``), every layout, with
+    empty slots (causal, K over the visible chunks) whose rows the forward never writes."""
+    from hsa_memory.kernels.hsa_attention import triton as hsa_triton
+
+    monkeypatch.setattr(hsa_triton, "SAVED_LSE", True)
+    inputs = make_inputs(device, torch.float32, 1, 200, 6, 2, 32, 4, 5, True)
+    run_both(inputs, assert_close, 0.005, forward=forward, backward=backward, sort_pairs=sort_pairs)
+    # half precision at the training shape (fp16: the CPU interpreter multiplies bf16 tiles wrongly)
+    inputs = make_inputs(device, torch.float16, 1, 70, 16, 1, 64, 3, 3, False)
+    run_both(inputs, assert_close, 0.005, forward=forward, backward=backward, sort_pairs=sort_pairs)
