@@ -77,7 +77,8 @@ def _pairs(order_ptr, start, e, m, SORTED: tl.constexpr):
 
 @triton.jit
 def _chunk_softmax_lse(b_q, b_k, qk_scale, DOT_PRECISION: tl.constexpr):
-    # as _chunk_softmax, also returning each row's log2-sum-exp2 of the scaled scores
+    # softmax over the S keys of one chunk, rows independent, and each row's log2-sum-exp2 of the scaled
+    # scores; qk_scale includes log2(e)
     b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PRECISION) * qk_scale
     b_m = tl.max(b_s, 1)
     b_s = tl.exp2(b_s - b_m[:, None])
@@ -94,10 +95,9 @@ def _probs_from_lse(b_q, b_k, qk_scale, b_lse, DOT_PRECISION: tl.constexpr):
 
 @triton.jit
 def _chunk_softmax(b_q, b_k, qk_scale, DOT_PRECISION: tl.constexpr):
-    # softmax over the S keys of one chunk, rows independent; qk_scale includes log2(e)
-    b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PRECISION) * qk_scale
-    b_s = tl.exp2(b_s - tl.max(b_s, 1)[:, None])
-    return b_s / tl.sum(b_s, 1)[:, None]
+    # softmax over the S keys of one chunk, rows independent (the unused log-sum-exp compiles away)
+    b_p, _ = _chunk_softmax_lse(b_q, b_k, qk_scale, DOT_PRECISION)
+    return b_p
 
 
 @triton.jit
@@ -135,11 +135,9 @@ def hsa_fwd_chunk_kernel(
         b_q = tl.load(q_ptr + i_bt[:, None] * stride_qt + h[:, None] * stride_qh + offs_d[None, :],
                       mask=m_rd, other=0.0)
         b_w = tl.load(w_ptr + pair, mask=m_r, other=0.0).to(tl.float32)
+        b_p, b_lse = _chunk_softmax_lse(b_q, b_k, qk_scale, DOT_PRECISION)
         if SAVE_LSE:
-            b_p, b_lse = _chunk_softmax_lse(b_q, b_k, qk_scale, DOT_PRECISION)
             tl.store(lse_ptr + pair * G + r_head, b_lse, mask=m_r)
-        else:
-            b_p = _chunk_softmax(b_q, b_k, qk_scale, DOT_PRECISION)
         b_o = tl.dot(b_p.to(b_v.dtype), b_v, input_precision=DOT_PRECISION) * b_w[:, None]
         tl.atomic_add(o_ptr + i_bt[:, None] * stride_ot + h[:, None] * stride_oh + offs_d[None, :],
                       b_o, mask=m_rd, sem="relaxed")
@@ -175,11 +173,9 @@ def hsa_fwd_token_kernel(
         b_v = tl.load(v_ptr + page * stride_vp + i_g * stride_vh + offs_s[:, None] * stride_vs + offs_d[None, :],
                       mask=m_kv, other=0.0)
         b_w = tl.where(idx >= 0, tl.load(w_ptr + base + i_k).to(tl.float32), 0.0)
+        b_p, b_lse = _chunk_softmax_lse(b_q, b_k, qk_scale, DOT_PRECISION)
         if SAVE_LSE:
-            b_p, b_lse = _chunk_softmax_lse(b_q, b_k, qk_scale, DOT_PRECISION)
             tl.store(lse_ptr + (base + i_k) * G + offs_h, b_lse, mask=offs_h < G)
-        else:
-            b_p = _chunk_softmax(b_q, b_k, qk_scale, DOT_PRECISION)
         b_acc += tl.dot(b_p.to(b_v.dtype), b_v, input_precision=DOT_PRECISION) * b_w
     tl.store(o_ptr + i_bt * stride_ot + h[:, None] * stride_oh + offs_d[None, :],
              b_acc.to(o_ptr.dtype.element_ty), mask=m_hd)
