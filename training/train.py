@@ -128,12 +128,19 @@ def prepare(args):
     return loaded, model, params
 
 
+def fusion_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """Every retrieval's per-rank biases (slot, recency) and supersession scalars, by parameter name: the
+    few learned terms of the fusion softmax, trained at their own lr."""
+    return {f"{name}.{attr}": param for name, module in model.named_modules() if isinstance(module, Retrieval)
+            for attr in ("slot_bias", "recency_bias", "supersession")
+            if (param := getattr(module, attr)) is not None}
+
+
 def param_groups(model, params, lr_scale_encoder: float, lr_scale_bias: float = 1.0) -> list[dict]:
     """The encoder's pretrained-initialised transformer layers at a reduced lr, the per-rank biases of the
     retrieval softmax (slot, recency) and the supersession scalars at their own lr, the rest at the base lr."""
     encoder_layers = {id(p) for p in model.model.chunk_encoder.layers.parameters()}
-    rank_biases = {id(p) for module in model.modules() if isinstance(module, Retrieval)
-                   for p in (module.slot_bias, module.recency_bias, module.supersession) if p is not None}
+    rank_biases = {id(p) for p in fusion_parameters(model).values()}
     slow = [p for p in params if id(p) in encoder_layers]
     biases = [p for p in params if id(p) in rank_biases]
     fast = [p for p in params if id(p) not in encoder_layers and id(p) not in rank_biases]
@@ -199,9 +206,8 @@ def landmark_spread(landmarks: torch.Tensor) -> float:
 
 
 def fusion_scalars(model: torch.nn.Module) -> dict[str, list[float]]:
-    """Every HSA layer's slot bias, recency bias and supersession scalars by parameter name."""
-    return {name: param.detach().float().flatten().tolist() for name, param in model.named_parameters()
-            if name.endswith(("slot_bias", "recency_bias", "supersession"))}
+    """``fusion_parameters``' values, for the log."""
+    return {name: param.detach().float().flatten().tolist() for name, param in fusion_parameters(model).items()}
 
 
 def train(args) -> dict:
