@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import AbstractSet, Callable, Iterable, Iterator
 
 import torch
 
@@ -158,7 +158,8 @@ class Ingestor:
         return committed
 
     @torch.no_grad()
-    def encode_block(self, ids: list[int], seqs: list[int], pending: PendingCommit, keep: set[int] = frozenset()) -> None:
+    def encode_block(self, ids: list[int], seqs: list[int], pending: PendingCommit,
+                     keep: AbstractSet[int] = frozenset()) -> None:
         """Encode one block of tokens (``seqs``: each token's event) and queue the chunks it closes.
 
         ``keep``: events whose role and time must outlive this block (read but not yet encoded)."""
@@ -185,7 +186,7 @@ class Ingestor:
             pending.keys.append(encoded.memory.keys.cpu())
             pending.values.append(encoded.memory.values.cpu())
             # the event of the last closed token stays known (as it always has: the state's format)
-            live = set(state.pending_seqs[n * S:]) | {state.pending_seqs[n * S - 1]} | set(keep)
+            live = set(state.pending_seqs[n * S:]) | {state.pending_seqs[n * S - 1]} | keep
             state.pending_seqs = state.pending_seqs[n * S:]
             state.event_info = {s: info for s, info in state.event_info.items() if s in live}
 
