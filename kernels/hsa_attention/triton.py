@@ -34,9 +34,10 @@ SORT_MIN_TOKENS = 64
 FWD_CHUNK_STAGES = 1
 BWD_CHUNK_STAGES: int | None = None
 # the forward stores each (pair, head) row's log-sum-exp (base 2) and the backward rebuilds P from it instead
-# of a row max and sum (FlashAttention's way); costs E · G · 4 bytes. Off until bench/kernels.py's profile
-# shows it pays (not measured yet: session 12 had no device time left)
-SAVED_LSE = False
+# of a row max and sum (FlashAttention's way); costs E · G · 4 bytes. On since the H100 profile (8K, session
+# 13, bench/RESULTS.md): the backward kernel 0.86 → 0.78 ms at K=16 and 1.52 → 1.37 ms at K=32, the forward
+# +0.07 ms at K=32 only; the whole fwd+bwd 1.39 → 1.31 ms (K=16) and 2.23 → 2.16 ms (K=32)
+SAVED_LSE = True
 
 
 def _bwd_stages(block_d: int, dtype: torch.dtype) -> int:
@@ -309,14 +310,19 @@ def plan_pairs(chunk_idx: torch.Tensor, n_pages: int, pages_per_batch: int, item
     B, T, HK, K = chunk_idx.shape
     device = chunk_idx.device
     n_seg = HK * n_pages
-    b_idx = torch.arange(B, device=device).view(B, 1, 1, 1)
-    g_idx = torch.arange(HK, device=device).view(1, 1, HK, 1)
-    seg = g_idx * n_pages + chunk_idx + b_idx * pages_per_batch  # (B, T, HK, K)
+    # 32-bit keys where the segment ids fit: the GPU radix sort makes one pass per key byte (8 → 4 passes;
+    # H100 8K profile, session 13: the sort was 0.05 of the step's 1.30 ms)
+    key_dtype = torch.int32 if n_seg < 2**31 - 1 else torch.int64
+    b_idx = torch.arange(B, device=device, dtype=key_dtype).view(B, 1, 1, 1) * pages_per_batch
+    g_idx = torch.arange(HK, device=device, dtype=key_dtype).view(1, 1, HK, 1) * n_pages
+    seg = (g_idx + b_idx) + chunk_idx.to(key_dtype)  # (B, T, HK, K)
     seg = torch.where(chunk_idx >= 0, seg, n_seg).flatten()
-    order = torch.sort(seg).indices
-    # a scatter-add, not bincount: bincount reads the maximum back to the host
-    counts = torch.zeros(n_seg + 1, dtype=torch.int64, device=device).index_add_(0, seg, torch.ones_like(seg))[:n_seg]
-    seg_end = torch.cumsum(counts, 0)
+    sorted_seg, order = torch.sort(seg)
+    # each segment's end in the sorted keys, by binary search: no scatter-add of E ones (0.04 ms at 8K) and
+    # no bincount (it reads the maximum back to the host)
+    bounds = torch.arange(n_seg, device=device, dtype=key_dtype)
+    seg_end = torch.searchsorted(sorted_seg, bounds, right=True)
+    counts = torch.diff(seg_end, prepend=seg_end.new_zeros(1))
     pieces = (counts + item_pairs - 1) // item_pairs
     piece_end = torch.cumsum(pieces, 0)
     n_items = seg.numel() // item_pairs + min(seg.numel(), n_seg) + 1

@@ -137,12 +137,14 @@ def test_rejects_bad_inputs(change, message, device):
     [("token", "atomic", None), ("chunk", "atomic", False), ("chunk", "atomic", True), ("chunk", "token", True),
      ("token", "token", True)],
 )
-def test_saved_lse_backward(forward, backward, sort_pairs, device, assert_close, monkeypatch):
-    """The backward rebuilding P from the forward's saved log-sum-exp (``SAVED_LSE``), every layout, with
-    empty slots (causal, K over the visible chunks) whose rows the forward never writes."""
+@pytest.mark.parametrize("saved_lse", [True, False])
+def test_saved_lse_backward(forward, backward, sort_pairs, saved_lse, device, assert_close, monkeypatch):
+    """The backward rebuilding P from the forward's saved log-sum-exp (``SAVED_LSE``, the default) and from a
+    recomputed row max and sum, every layout, with empty slots (causal, K over the visible chunks) whose rows
+    the forward never writes."""
     from hsa_memory.kernels.hsa_attention import triton as hsa_triton
 
-    monkeypatch.setattr(hsa_triton, "SAVED_LSE", True)
+    monkeypatch.setattr(hsa_triton, "SAVED_LSE", saved_lse)
     inputs = make_inputs(device, torch.float32, 1, 200, 6, 2, 32, 4, 5, True)
     run_both(inputs, assert_close, 0.005, forward=forward, backward=backward, sort_pairs=sort_pairs)
     # half precision at the training shape (fp16: the CPU interpreter multiplies bf16 tiles wrongly)
