@@ -66,40 +66,40 @@ def attempt(table, row, body):
     record(table, row)
 
 
-# (pairs per work item, forward stages, backward stages — None: the kernel's default by shape —, dQ by, saved
-# log-sum-exp) the profile sweeps: the item size (session 11: no effect), software pipelining of the
-# chunk-major tile loops (session 12: 3 stages −15 % on the backward kernel), dQ by fp32 atomics in the chunk
-# kernel ("atomic") or by the token-major kernel ("token"), and P rebuilt from the forward's saved
-# log-sum-exp instead of a row max and sum (``SAVED_LSE``; session 13: −0.08 ms at 8K K=16, on by default since)
-PROFILE_CONFIGS = ((128, 1, None, "atomic", False), (128, 1, 1, "atomic", False), (128, 1, None, "atomic", True),
-                   (128, 1, 4, "atomic", False), (128, 1, 4, "atomic", True), (128, 1, None, "token", True))
+# the kernel knobs (module globals of kernels/hsa_attention/triton.py, read at call time) and the dQ layout
+# each profile row changes from the defaults; {} is the defaults. History: the item size (ITEM_PAIRS, session
+# 11: no effect), software pipelining of the chunk-major tile loops (BWD_CHUNK_STAGES, session 12: 3 stages
+# −15 % on the backward kernel), dQ by fp32 atomics in the chunk kernel or by the token-major kernel
+# (backward "token", slower), P rebuilt from the forward's saved log-sum-exp (SAVED_LSE, session 13: −10 % on
+# the backward kernel, on since), and the work list grouped by (token block, page) (TOKEN_BLOCK: the output
+# atomics kept in L2 at 64K; not measured yet)
+KNOBS = ("ITEM_PAIRS", "FWD_CHUNK_STAGES", "BWD_CHUNK_STAGES", "SAVED_LSE", "TOKEN_BLOCK")
+PROFILE_CONFIGS = ({}, {"SAVED_LSE": False}, {"BWD_CHUNK_STAGES": 1}, {"TOKEN_BLOCK": 4096},
+                   {"TOKEN_BLOCK": 8192}, {"TOKEN_BLOCK": 16384}, {"backward": "token"})
 
 
 def training_profile(lengths, ks, configs=PROFILE_CONFIGS):
-    """Where the short-context training step's time goes (issue 8: HSA fwd+bwd slower than dense at 8K).
+    """Where the training step's time goes (issue 8: HSA fwd+bwd against dense at 8K and 64K).
 
-    Per (L, K), default layouts: the step eager (as ``training`` times it) and as one CUDA-graph replay (no
+    Per (L, K) and knob setting: the step eager (as ``training`` times it) and as one CUDA-graph replay (no
     host launch cost: what a captured training step would pay), and the GPU time of each kernel over 10
     eager steps from the profiler, so a floor is split into sorting, atomics, launches and the kernels."""
     # importlib: `import a.b.triton as x` resolves the attribute and trips over the package layout
     hsa_triton = importlib.import_module("hsa_memory.kernels.hsa_attention.triton")
 
     HQ, HK, D = 16, 1, 64
-    defaults = (hsa_triton.ITEM_PAIRS, hsa_triton.FWD_CHUNK_STAGES, hsa_triton.BWD_CHUNK_STAGES,
-                hsa_triton.SAVED_LSE)
-    # None: only the kernels' current defaults (dQ by atomics, as hsa_attention_triton's default backward)
-    configs = configs or ((*defaults[:3], "atomic", defaults[3]),)
+    defaults = {knob: getattr(hsa_triton, knob) for knob in KNOBS}
     for L in lengths:  # the dense baseline in the same run
         q, k, v = (torch.randn(1, HQ, L, D, device=DEVICE, dtype=DT, requires_grad=True) for _ in range(3))
         do = torch.randn(1, HQ, L, D, device=DEVICE, dtype=DT)
         attempt("training_profile", {"L": L, "op": "sdpa causal fwd+bwd"}, lambda: {"eager_ms": ms(
             lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True).backward(do), rep=300)})
-    for L, K, (pairs_per_item, fwd_stages, bwd_stages, backward, saved_lse) in itertools.product(lengths, ks, configs):
-        row = {"L": L, "K": K, "item_pairs": pairs_per_item, "fwd_stages": fwd_stages, "bwd_stages": bwd_stages,
-               "backward": backward, "saved_lse": saved_lse}
-        hsa_triton.ITEM_PAIRS = pairs_per_item
-        hsa_triton.FWD_CHUNK_STAGES, hsa_triton.BWD_CHUNK_STAGES = fwd_stages, bwd_stages
-        hsa_triton.SAVED_LSE = saved_lse
+    for L, K, config in itertools.product(lengths, ks, configs):
+        knobs = {**defaults, **{k: v for k, v in config.items() if k in KNOBS}}
+        backward = config.get("backward", "atomic")
+        row = {"L": L, "K": K, **{k.lower(): v for k, v in knobs.items()}, "backward": backward}
+        for knob, value in knobs.items():
+            setattr(hsa_triton, knob, value)
 
         def body():
             q = torch.randn(1, L, HQ, D, device=DEVICE, dtype=DT, requires_grad=True)
@@ -137,8 +137,8 @@ def training_profile(lengths, ks, configs=PROFILE_CONFIGS):
             return out
 
         attempt("training_profile", row, body)
-    (hsa_triton.ITEM_PAIRS, hsa_triton.FWD_CHUNK_STAGES, hsa_triton.BWD_CHUNK_STAGES,
-     hsa_triton.SAVED_LSE) = defaults
+    for knob, value in defaults.items():
+        setattr(hsa_triton, knob, value)
 
 
 def causal_chunk_idx(L, K, HK=1):
@@ -510,7 +510,7 @@ def main():
         training(lengths or ([4096, 8192] if args.quick else [4096, 8192, 16384, 32768, 65536, 131072]), [16, 32])
     if "profile" in only:
         training_profile(lengths or ([4096, 8192] if args.quick else [4096, 8192, 16384]), [16, 32],
-                         PROFILE_CONFIGS if args.profile_configs == "sweep" else None)
+                         PROFILE_CONFIGS if args.profile_configs == "sweep" else ({},))
     if "decode" in only:
         decode([65536, 2 ** 20] if args.quick else [65536, 2 ** 20, 4 * 2 ** 20, 16 * 2 ** 20])
     if "sweep" in only:

@@ -22,6 +22,12 @@ import triton.language as tl
 
 # pairs per work item in the sorted layout: a popular chunk is split so it cannot serialise the grid
 ITEM_PAIRS = 128
+# tokens per block when the sorted layout groups pairs by (token block, page) instead of by page alone
+# (None = by page alone): programs that run together then add their outputs (and dQ) into one block's
+# slab of the fp32 accumulators, which can stay in L2, where by page alone they scatter over all tokens.
+# The 64K profile (H100, session 13) blames those scattered atomics for a forward that costs 2× per pair
+# what it costs at 8K, where the whole accumulator fits L2. Off until bench/kernels.py measures it.
+TOKEN_BLOCK: int | None = None
 # rows of a tile in the sorted layout (tokens × padded query heads)
 BLOCK_M = 64
 # below this many query tokens the pairs are not sorted: there is no chunk reuse to win
@@ -299,41 +305,51 @@ def hsa_bwd_dq_token_kernel(
     tl.store(dq_ptr + i_bt * stride_dqt + h[:, None] * stride_dqh + offs_d[None, :], b_dq * sm_scale, mask=m_hd)
 
 
-def plan_pairs(chunk_idx: torch.Tensor, n_pages: int, pages_per_batch: int, item_pairs: int | None = None):
+def plan_pairs(chunk_idx: torch.Tensor, n_pages: int, pages_per_batch: int, item_pairs: int | None = None,
+               token_block: int | None = None):
     """Sorts (token, KV head, slot) pairs by the (KV head, page) they read and cuts each run into items.
 
-    Returns order (E,) flat pair indices grouped by segment, and per work item its segment
+    With ``token_block`` (default ``TOKEN_BLOCK``) the runs are (block of flat tokens, KV head, page):
+    a page read from several blocks gets items in each, ordered block by block.
+    Returns order (E,) flat pair indices grouped by run, and per work item its segment
     (g · n_pages + page), first position in ``order`` and length (0 for the spare items at the end:
     the item count is bounded from the shapes so nothing waits on the device).
     """
     item_pairs = item_pairs or ITEM_PAIRS  # read at call time, so bench/kernels.py can sweep it
+    token_block = token_block or TOKEN_BLOCK
     B, T, HK, K = chunk_idx.shape
     device = chunk_idx.device
     n_seg = HK * n_pages
-    # 32-bit keys where the segment ids fit: the GPU radix sort makes one pass per key byte (8 → 4 passes;
+    n_blocks = -(-(B * T) // token_block) if token_block else 1
+    n_runs = n_blocks * n_seg
+    # 32-bit keys where the run ids fit: the GPU radix sort makes one pass per key byte (8 → 4 passes;
     # H100 8K profile, session 13: the sort was 0.05 of the step's 1.30 ms)
-    key_dtype = torch.int32 if n_seg < 2**31 - 1 else torch.int64
+    key_dtype = torch.int32 if n_runs < 2**31 - 1 else torch.int64
     b_idx = torch.arange(B, device=device, dtype=key_dtype).view(B, 1, 1, 1) * pages_per_batch
     g_idx = torch.arange(HK, device=device, dtype=key_dtype).view(1, 1, HK, 1) * n_pages
-    seg = (g_idx + b_idx) + chunk_idx.to(key_dtype)  # (B, T, HK, K)
-    seg = torch.where(chunk_idx >= 0, seg, n_seg).flatten()
-    sorted_seg, order = torch.sort(seg)
-    # each segment's end in the sorted keys, by binary search: no scatter-add of E ones (0.04 ms at 8K) and
+    key = (g_idx + b_idx) + chunk_idx.to(key_dtype)  # (B, T, HK, K): the segment
+    if n_blocks > 1:
+        flat_token = torch.arange(B * T, device=device, dtype=key_dtype).view(B, T, 1, 1)
+        key = key + (flat_token // token_block) * n_seg
+    key = torch.where(chunk_idx >= 0, key, n_runs).flatten()
+    sorted_key, order = torch.sort(key)
+    # each run's end in the sorted keys, by binary search: no scatter-add of E ones (0.04 ms at 8K) and
     # no bincount (it reads the maximum back to the host)
-    bounds = torch.arange(n_seg, device=device, dtype=key_dtype)
-    seg_end = torch.searchsorted(sorted_seg, bounds, right=True)
-    counts = torch.diff(seg_end, prepend=seg_end.new_zeros(1))
+    bounds = torch.arange(n_runs, device=device, dtype=key_dtype)
+    run_end = torch.searchsorted(sorted_key, bounds, right=True)
+    counts = torch.diff(run_end, prepend=run_end.new_zeros(1))
     pieces = (counts + item_pairs - 1) // item_pairs
     piece_end = torch.cumsum(pieces, 0)
-    n_items = seg.numel() // item_pairs + min(seg.numel(), n_seg) + 1
+    n_items = key.numel() // item_pairs + min(key.numel(), n_runs) + 1
     item = torch.arange(n_items, device=device)
-    item_seg = torch.searchsorted(piece_end, item, right=True)
-    spare = item_seg >= n_seg
-    item_seg = item_seg.clamp(max=n_seg - 1)
-    first_piece = piece_end[item_seg] - pieces[item_seg]
-    item_start = seg_end[item_seg] - counts[item_seg] + (item - first_piece) * item_pairs
-    item_len = torch.clamp(seg_end[item_seg] - item_start, max=item_pairs)
+    item_run = torch.searchsorted(piece_end, item, right=True)
+    spare = item_run >= n_runs
+    item_run = item_run.clamp(max=n_runs - 1)
+    first_piece = piece_end[item_run] - pieces[item_run]
+    item_start = run_end[item_run] - counts[item_run] + (item - first_piece) * item_pairs
+    item_len = torch.clamp(run_end[item_run] - item_start, max=item_pairs)
     item_len = torch.where(spare, 0, item_len)
+    item_seg = item_run % n_seg if n_blocks > 1 else item_run
     return order, item_seg, item_start, item_len
 
 

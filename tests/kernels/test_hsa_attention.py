@@ -150,3 +150,14 @@ def test_saved_lse_backward(forward, backward, sort_pairs, saved_lse, device, as
     # half precision at the training shape (fp16: the CPU interpreter multiplies bf16 tiles wrongly)
     inputs = make_inputs(device, torch.float16, 1, 70, 16, 1, 64, 3, 3, False)
     run_both(inputs, assert_close, 0.005, forward=forward, backward=backward, sort_pairs=sort_pairs)
+
+
+@pytest.mark.parametrize("paged", [False, True])
+def test_token_blocked_work_list(paged, device, assert_close, monkeypatch):
+    """The sorted layout with pairs grouped by (token block, page) (``TOKEN_BLOCK``): a page read from several
+    blocks gets items in each, all adding into the same outputs and dK/dV; batches span blocks unevenly."""
+    from hsa_memory.kernels.hsa_attention import triton as hsa_triton
+
+    monkeypatch.setattr(hsa_triton, "TOKEN_BLOCK", 48)
+    inputs = make_inputs(device, torch.float32, 2, 150, 6, 2, 32, 4, 3, True, paged=paged)
+    run_both(inputs, assert_close, 0.005, forward="chunk", backward="atomic", sort_pairs=True, paged=paged)
