@@ -18,7 +18,7 @@ class ConfigError(ValueError):
 
 
 # fields added later, with the default that older configs mean (see HSAConfig.to_dict)
-LATER_FIELDS: dict[str, Any] = {"hsa_recency_bias": False, "hsa_supersession": False}
+LATER_FIELDS: dict[str, Any] = {"hsa_recency_bias": False, "hsa_supersession": False, "lora_rank": 0}
 
 
 @dataclass
@@ -63,6 +63,10 @@ class HSAConfig:
     hsa_supersession: bool = False
     # width of the HSA layer's own MLP; 0 lets the following SWA layers' MLPs read the result
     hsa_intermediate_size: int = 0
+    # rank of trained low-rank deltas on the q/k/v/o projections of the frozen SWA layers above the first
+    # HSA layer (0 = none): those layers read what HSA brings back and pay the window's cost; the deltas
+    # start at zero, so adding them changes nothing until trained (added in session 13; off in older checkpoints)
+    lora_rank: int = 0
     # mixture of experts (0 experts = dense SwiGLU everywhere)
     moe_num_experts: int = 0
     moe_top_k: int = 0
@@ -118,6 +122,8 @@ class HSAConfig:
             problems.append(f"sliding_window={self.sliding_window} must be positive or None")
         if self.hsa_topk < 1:
             problems.append(f"hsa_topk={self.hsa_topk} must be at least 1")
+        if self.lora_rank < 0:
+            problems.append(f"lora_rank={self.lora_rank} must be 0 (none) or positive")
         if "hsa" in self.layer_types and self.num_lower_layers == 0:
             problems.append("the first layer is 'hsa': the chunk encoder needs at least one lower 'swa' layer")
         if self.moe_num_experts:

@@ -89,10 +89,34 @@ class KVCache:
         return keys, values
 
 
+class LowRankDelta(nn.Module):
+    """A trained low-rank delta x·Aᵀ·Bᵀ beside a frozen projection (LoRA). B starts at zero: no change at first."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int, device=None):
+        super().__init__()
+        self.down = nn.Parameter(torch.randn(rank, in_features, device=device) * in_features ** -0.5)
+        self.up = nn.Parameter(torch.zeros(out_features, rank, device=device))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.linear(x, self.down.to(x.dtype)), self.up.to(x.dtype))
+
+
 class SelfAttention(nn.Module):
     """GQA self-attention with RoPE: causal over a sliding window, or bidirectional (chunk encoder)."""
 
-    def __init__(self, config: HSAConfig, causal: bool = True):
+    def enable_lora(self, rank: int) -> None:
+        """Low-rank deltas (zero: the output is unchanged) on q/k/v/o, for weights trained without them."""
+        if self.lora is None:
+            device = self.q_proj.weight.device
+            self.lora = nn.ModuleDict({name: LowRankDelta(proj.in_features, proj.out_features, rank, device)
+                                       for name, proj in (("q", self.q_proj), ("k", self.k_proj),
+                                                          ("v", self.v_proj), ("o", self.o_proj))})
+
+    def project(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        out = getattr(self, f"{name}_proj")(x)
+        return out if self.lora is None else out + self.lora[name](x)
+
+    def __init__(self, config: HSAConfig, causal: bool = True, lora_rank: int = 0):
         super().__init__()
         self.num_heads, self.num_kv_heads, self.head_dim = config.num_heads, config.num_kv_heads, config.head_dim
         self.window = config.sliding_window
@@ -106,13 +130,16 @@ class SelfAttention(nn.Module):
         self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps) if config.qk_norm else None
         self.sink_logits = (nn.Parameter(torch.full((self.num_heads,), SINK_INIT))
                             if config.attn_sinks and causal else None)
+        self.lora: nn.ModuleDict | None = None
+        if lora_rank:
+            self.enable_lora(lora_rank)
 
     def forward(self, hidden_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 cache: KVCache | None = None) -> torch.Tensor:
         B, T, _ = hidden_states.shape
-        q = self.q_proj(hidden_states).view(B, T, self.num_heads, self.head_dim)  # (B, T, H, D)
-        k = self.k_proj(hidden_states).view(B, T, self.num_kv_heads, self.head_dim)  # (B, T, HK, D)
-        v = self.v_proj(hidden_states).view(B, T, self.num_kv_heads, self.head_dim)
+        q = self.project("q", hidden_states).view(B, T, self.num_heads, self.head_dim)  # (B, T, H, D)
+        k = self.project("k", hidden_states).view(B, T, self.num_kv_heads, self.head_dim)  # (B, T, HK, D)
+        v = self.project("v", hidden_states).view(B, T, self.num_kv_heads, self.head_dim)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
@@ -125,7 +152,7 @@ class SelfAttention(nn.Module):
             if cache is not None:
                 k, v = cache.update(k, v)
             out = sliding_window_attention(q, k, v, self.window, sink_logits=self.sink_logits, backend=kernel_backend())
-        return self.o_proj(out.reshape(B, T, self.num_heads * self.head_dim))
+        return self.project("o", out.reshape(B, T, self.num_heads * self.head_dim))
 
 
 def make_mlp(config: HSAConfig, layer_index: int) -> nn.Module:
@@ -135,13 +162,19 @@ def make_mlp(config: HSAConfig, layer_index: int) -> nn.Module:
     return SwiGLU(config.hidden_size, config.intermediate_size)
 
 
+def takes_lora(config: HSAConfig, layer_index: int) -> bool:
+    """The SWA layers above the first HSA layer: they read what HSA brings back (config.lora_rank)."""
+    hsa = config.hsa_layer_indices
+    return bool(hsa) and layer_index > hsa[0] and config.layer_types[layer_index] == "swa"
+
+
 class DecoderLayer(nn.Module):
     """A Llama block whose attention sees a sliding window."""
 
     def __init__(self, config: HSAConfig, layer_index: int):
         super().__init__()
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.self_attn = SelfAttention(config)
+        self.self_attn = SelfAttention(config, lora_rank=config.lora_rank if takes_lora(config, layer_index) else 0)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = make_mlp(config, layer_index)
 

@@ -22,21 +22,24 @@ from .batches import IGNORE
 
 @contextmanager
 def base_behaviour(model: HSAForCausalLM):
-    """Temporarily the original base model: full causal attention, no sink logits (HSA off by the caller)."""
+    """Temporarily the original base model: full causal attention, no sink logits, no low-rank deltas (HSA
+    off by the caller)."""
     saved = []
     for module in model.modules():
         if isinstance(module, SelfAttention) and module.causal:
-            saved.append((module, module.window, module._parameters.get("sink_logits")))
+            saved.append((module, module.window, module._parameters.get("sink_logits"), module.lora))
             module.window = None
             if "sink_logits" in module._parameters:
                 module._parameters["sink_logits"] = None
+            module.lora = None
     try:
         yield model
     finally:
-        for module, window, sink in saved:
+        for module, window, sink, lora in saved:
             module.window = window
             if sink is not None:
                 module._parameters["sink_logits"] = sink
+            module.lora = lora
 
 
 def answer_loss(model: HSAForCausalLM, hidden: torch.Tensor, labels: torch.Tensor,

@@ -1,6 +1,7 @@
 """Train the HSA modules of a retrofitted base: ``python -m hsa_memory.training.train --help``.
 
-Base frozen; trainable: chunk encoder, retrieval + HSA layers, SWA sink logits. Stages follow the
+Base frozen; trainable: chunk encoder, retrieval + HSA layers, SWA sink logits, and with ``--lora-rank`` low-rank
+deltas on the upper SWA layers. Stages follow the
 paper's curriculum adapted to a retrofit (see training/LOG.md): warm-up with every chunk routed
 (``--topk 0``), then sparse top-K, then longer sequences. Checkpoints are the project's tensors
 only, in bf16, resumable; a time budget stops training with a checkpoint before the limit.
@@ -23,7 +24,7 @@ import torch
 from hsa_memory.model.checkpoint import load_checkpoint, project_parameter_names, save_checkpoint
 from hsa_memory.model.loading import load_model
 from hsa_memory.model.memory import set_kernel_backend
-from hsa_memory.model.modeling import DecoderLayer, HSALayer, Retrieval, SelfAttention
+from hsa_memory.model.modeling import DecoderLayer, HSALayer, Retrieval, SelfAttention, takes_lora
 
 from .batches import answer_weights, collate, collate_teacher
 from .evaluate import evaluate, set_topk
@@ -58,6 +59,9 @@ def parse_args(argv=None):
     p.add_argument("--copy-weight", type=float, default=0.0,
                    help="weight of the in-chunk pointer loss: each answer token's query attends to that token in "
                         "the evidence (objectives.copy_loss); 0 = off")
+    p.add_argument("--lora-rank", type=int, default=0,
+                   help="add low-rank deltas of this rank (zero at start) to the q/k/v/o projections of the SWA layers "
+                        "above the first HSA layer (HSAConfig.lora_rank), trained with the rest")
     p.add_argument("--supersession", action="store_true",
                    help="add the supersession penalty to weights trained without it (HSAConfig.hsa_supersession): "
                         "a pick loses fusion weight when a newer pick scores about as high")
@@ -119,6 +123,14 @@ def prepare(args):
                 if isinstance(layer, HSALayer):
                     getattr(layer.retrieval, enable)()
             model.to(args.device)
+    if args.lora_rank and not config.lora_rank:  # low-rank deltas added to weights trained without them
+        config.lora_rank = args.lora_rank
+        for index, layer in enumerate(model.model.layers):
+            if takes_lora(config, index):
+                layer.self_attn.enable_lora(args.lora_rank)
+        model.to(args.device)
+    elif args.lora_rank and args.lora_rank != config.lora_rank:
+        raise SystemExit(f"--lora-rank {args.lora_rank}: the resumed weights already have rank {config.lora_rank}")
     trainable = set(project_parameter_names(model))
     params = []
     for name, param in model.named_parameters():
