@@ -15,6 +15,9 @@
 # Always `check` right after `start`: a job that died at import must not be slept on.
 set -u
 REPO=${REPO:-$(pwd)}
+# `start` records its run; the other commands default to it, so a call that forgets RUN= reads the right run
+# (session 13 lost a `check` call to the old default)
+if [ -z "${RUN:-}" ] && [ "$1" != start ] && [ -f /root/current_run ]; then RUN=$(cat /root/current_run); fi
 RUN=/root/${RUN:-run10}
 RESUME=${RESUME:-$REPO/model/assets/hsa-smollm2-135m.safetensors}
 DIALOGUE_FILE=${HSA_MEMORY_CORPORA:-$HOME/.cache/hsa-memory/corpora}/dialogue.jsonl.zst
@@ -30,6 +33,7 @@ collect() {
 case "$1" in
 start)
   mkdir -p $RUN /root/api
+  basename $RUN > /root/current_run
   cd /tmp
   # DIALOGUE=N: the base model first writes ~N exchanges of filler dialogue (training.write_dialogue, ~1-2
   # min on the GPU; about half survive its filters) and training mixes them in (--filler corpora+dialogue);
