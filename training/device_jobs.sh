@@ -9,7 +9,7 @@
 # default 4096 x 16), WARMUP (lr warm-up steps, default 10), TRAIN_ARGS (more train.py options, e.g. "--recency-bias --bias-lr-scale 40"), DECOY (hard-negative router loss weight,
 # objectives.decoy_loss; default 0 = the run-9/10/11 recipe unchanged), DIALOGUE (exchanges of base-model
 # dialogue to write first and mix into agent histories; default 0 = none, or the corpus kept in the repo),
-# EVAL_COUNT (held-out examples per eval row, for the run's end eval and the baseline; default 64: 16 left
+# PROFILE (steps of the run profiled into profile.txt after 5, default 3; 0 = none), EVAL_COUNT (held-out examples per eval row, for the run's end eval and the baseline; default 64: 16 left
 # a 2-in-16 difference undecided in session 10, and 64 rows of four tasks take ~1 min on the H100).
 # Wheels to carry in .whl/ (the image lacks them): gguf, zstandard (cp312), sqlalchemy (cp312).
 # Always `check` right after `start`: a job that died at import must not be slept on.
@@ -24,7 +24,7 @@ DIALOGUE_FILE=${HSA_MEMORY_CORPORA:-$HOME/.cache/hsa-memory/corpora}/dialogue.js
 collect() {
   tail -n 12 $RUN/train.log; tail -n 12 /root/baseline.log; tail -n 4 /root/niah.log /root/api-build.log 2>/dev/null
   nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader
-  cp $RUN/checkpoint.safetensors $RUN/metrics.jsonl $RUN/train.log /root/niah.json /root/niah.log \
+  cp $RUN/checkpoint.safetensors $RUN/metrics.jsonl $RUN/train.log $RUN/profile.txt /root/niah.json /root/niah.log \
      /root/api-build.log /root/baseline.log "$OUT"/ 2>/dev/null
   [ -f $RUN/eval.jsonl ] && cp $RUN/eval.jsonl "$OUT"/
   [ -f "$DIALOGUE_FILE" ] && cp "$DIALOGUE_FILE" "$OUT"/
@@ -52,7 +52,7 @@ start)
     --out $RUN --backend triton --steps ${STEPS:-2000} --seq-len ${SEQ:-4096} --batch ${BATCH:-16} --lr 5e-4 --warmup-steps ${WARMUP:-10} \
     --encoder-lr-scale 0.1 --retrieval-weight 0.3 --decoy-weight ${DECOY:-0} --kl-weight 0.5 --kl-positions 256 --distill-weight 0.2 \
     --mix agent_memory:0.6,s_niah:0.15,mq_niah:0.15,variable_tracking:0.1 --checkpointing --workers 10 \
-    --time-budget ${BUDGET:-720} --save-every 25 \
+    --time-budget ${BUDGET:-720} --save-every 25 --profile-steps ${PROFILE:-3} \
     --filler \$FILLER ${TRAIN_ARGS:-} --eval-count ${EVAL_COUNT:-64} --eval s_niah:8192,agent_memory:8192,mq_niah:8192,agent_memory:2048" > $RUN/train.log 2>&1 < /dev/null &
   # BASELINE=1: the weights being resumed, evaluated on the run's own held-out sets (same machine, same
   # examples) so the end-of-run eval has its comparison; EXTRAS=0 skips niah.py and api.py (measured in

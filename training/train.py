@@ -30,6 +30,7 @@ from .batches import answer_weights, collate, collate_teacher
 from .evaluate import evaluate, set_topk
 from .objectives import (answer_loss, base_behaviour, copy_loss, decoy_loss, distill_loss, kl_to_base,
                          retrieval_loss)
+from .step_profile import StepProfiler
 from .tasks import FILLERS, job_stream, make_token_example, parse_mix
 
 log = logging.getLogger("hsa_memory.training")
@@ -87,6 +88,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--gumbel", type=float, default=1.0, help="0 turns off Gumbel noise on selection")
     p.add_argument("--checkpointing", action="store_true", help="recompute layers in backward (less memory)")
+    p.add_argument("--profile-steps", type=int, default=0,
+                   help="profile this many steps (after 5) of the run itself into OUT/profile.txt (training/step_profile.py)")
     p.add_argument("--eval", default="s_niah:2048,s_niah:8192", help="task:length pairs evaluated at the end")
     p.add_argument("--eval-count", type=int, default=16)
     p.add_argument("--eval-filler", default="corpora", choices=list(FILLERS),
@@ -240,10 +243,16 @@ def train(args) -> dict:
     started = time.time()
     ctx = mp.get_context("spawn")
     history = []
+    # after a few warm-up steps (fewer in a run too short for five)
+    profiler = StepProfiler(args.out, args.profile_steps, device.type,
+                            skip=max(0, min(5, args.steps - args.profile_steps)))
     with (ctx.Pool(args.workers) if args.workers > 0 else nullcontext()) as pool:
         stream = batches(args, pool)
         for step in range(args.steps):
+            waited = time.time()
             examples = next(stream)
+            # seconds the step waited for its batch: the data workers' share of the step time
+            waited = time.time() - waited
             inputs, labels = collate(examples, max(len(e.input_ids) for e in examples), pad)
             inputs, labels = inputs.to(device), labels.to(device)
             lr = lr_at(step, args, time.time() - started)
@@ -312,8 +321,9 @@ def train(args) -> dict:
             total.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0).item()
             optimizer.step()
+            profiler.step()
             record = {"step": step, "loss": loss.item(), **stats, "grad_norm": grad_norm, "lr": lr,
-                      "tokens": int(inputs.numel()), "elapsed": time.time() - started,
+                      "tokens": int(inputs.numel()), "data_wait_s": round(waited, 4), "elapsed": time.time() - started,
                       "tasks": sorted({e.task for e in examples})}
             history.append(record)
             with open(metrics_path, "a") as handle:
@@ -332,6 +342,7 @@ def train(args) -> dict:
             if out_of_time:
                 log.info("time budget reached at step %d", step)
                 break
+    profiler.close()
     model.model.gradient_checkpointing = False
     set_topk(model, model.config.hsa_topk, args.seq_len)
     # the few learned fusion scalars, in the log itself: run 16's were known only from its checkpoint, lost
