@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
 log = logging.getLogger(__name__)
@@ -19,9 +18,9 @@ class StepProfiler:
 
     def __init__(self, out: Path, count: int, device_type: str, skip: int = 5, rows: int = 40):
         self.out, self.rows = Path(out), rows
-        self.on_gpu = device_type == "cuda"
-        self.sort = "self_cuda_time_total" if self.on_gpu else "self_cpu_time_total"
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.on_gpu else [])
+        on_gpu = device_type == "cuda"
+        self.sort = "self_cuda_time_total" if on_gpu else "self_cpu_time_total"
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
         self.profiler = None
         if count > 0:
             self.profiler = profile(activities=activities, on_trace_ready=self._write,

@@ -249,10 +249,10 @@ def train(args) -> dict:
     with (ctx.Pool(args.workers) if args.workers > 0 else nullcontext()) as pool:
         stream = batches(args, pool)
         for step in range(args.steps):
-            waited = time.time()
+            fetch_started = time.time()
             examples = next(stream)
             # seconds the step waited for its batch: the data workers' share of the step time
-            waited = time.time() - waited
+            waited = time.time() - fetch_started
             inputs, labels = collate(examples, max(len(e.input_ids) for e in examples), pad)
             inputs, labels = inputs.to(device), labels.to(device)
             lr = lr_at(step, args, time.time() - started)

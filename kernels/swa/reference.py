@@ -9,12 +9,16 @@ from __future__ import annotations
 import torch
 
 
+def window_bounds(start: int, stop: int, offset: int, window: int | None) -> tuple[int, int]:
+    """Keys [k_lo, k_hi) that queries start..stop-1 (key positions +offset) may see."""
+    return (0 if window is None else max(0, start + offset - window + 1)), stop + offset
+
+
 def window_block(start: int, stop: int, offset: int, window: int | None,
                  device: torch.device) -> tuple[int, int, torch.Tensor]:
-    """Keys [k_lo, k_hi) that queries start..stop-1 (key positions +offset) may see, and the (t, s) mask."""
+    """``window_bounds`` and the (t, s) mask of which of those keys each query sees."""
     q_pos = torch.arange(start, stop, device=device) + offset  # key positions of these queries
-    k_lo = 0 if window is None else max(0, start + offset - window + 1)
-    k_hi = stop + offset
+    k_lo, k_hi = window_bounds(start, stop, offset, window)
     k_pos = torch.arange(k_lo, k_hi, device=device)
     visible = k_pos.view(1, -1) <= q_pos.view(-1, 1)
     if window is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .reference import window_block
+from .reference import window_block, window_bounds
 
 
 def sliding_window_attention_sdpa(
@@ -38,8 +38,7 @@ def sliding_window_attention_sdpa(
     masks: dict[tuple[int, int, int], torch.Tensor] = {}
     for start in range(0, T, block):
         stop = min(start + block, T)
-        k_lo = 0 if window is None else max(0, start + offset - window + 1)
-        k_hi = stop + offset
+        k_lo, k_hi = window_bounds(start, stop, offset, window)
         geometry = (stop - start, k_hi - k_lo, start + offset - k_lo)
         mask = masks.get(geometry)
         if mask is None:
