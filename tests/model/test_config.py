@@ -41,6 +41,7 @@ def test_default_layout_has_two_hsa_groups_in_upper_half():
     ({"layer_types": ["hsa", "swa"]}, "first layer is 'hsa'"),
     ({"layer_types": ["swa", "mamba"]}, "unknown entries ['mamba']"),
     ({"hsa_topk": 0}, "hsa_topk=0"),
+    ({"lora_rank": -1}, "lora_rank=-1"),
     ({"moe_num_experts": 4, "moe_top_k": 5, "moe_intermediate_size": 8}, "moe_top_k=5"),
 ])
 def test_invalid_config_names_values(changes, message):

@@ -84,3 +84,13 @@ def test_training_adds_deltas_to_a_checkpoint_without_them(tiny_hsa, train_tiny)
     ups = [delta.up for index, layer in enumerate(trained.model.layers) if takes_lora(trained.config, index)
            for delta in layer.self_attn.lora.values()]
     assert ups and all(up.abs().max() > 0 for up in ups), "every delta moved off zero in three steps"
+
+
+def test_training_refuses_another_rank_than_the_resumed_weights_have(tmp_path, tiny_hsa):
+    from hsa_memory.training.train import parse_args, prepare
+
+    resume = save_checkpoint(tiny_hsa(lora_rank=4), tmp_path / "rank4.safetensors")
+    args = parse_args(["--preset", "tiny", "--resume", str(resume), "--out", str(tmp_path / "run"),
+                       "--device", "cpu", "--lora-rank", "8"])
+    with pytest.raises(SystemExit, match="already have rank 4"):
+        prepare(args)
