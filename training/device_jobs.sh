@@ -91,10 +91,11 @@ gputests)  # the kernel tests on the GPU (tests/kernels/conftest.py picks CUDA w
   fi
   cd /tmp && python3 -m pytest -q -p no:cacheprovider $REPO/tests/kernels 2>&1 | tail -n 25
   ;;
-ablate)  # the run's end checkpoint with its supersession scale zeroed (training.evaluate --no-supersession), on the
-  # same held-out rows as the end eval: whether the trained scalars or the extra steps made a difference
+ablate)  # the run's end checkpoint with its supersession scale zeroed (training.evaluate --no-supersession; or
+  # ABLATE=--no-lora: its low-rank deltas dropped), on the same held-out rows as the end eval: whether the trained
+  # part or the extra steps made a difference
   cd /tmp && python3 -m hsa_memory.training.evaluate --checkpoint $RUN/checkpoint.safetensors --device cuda \
-    --count ${EVAL_COUNT:-64} --no-supersession --eval s_niah:8192,agent_memory:8192,mq_niah:8192,agent_memory:2048 \
+    --count ${EVAL_COUNT:-64} ${ABLATE:---no-supersession} --eval s_niah:8192,agent_memory:8192,mq_niah:8192,agent_memory:2048 \
     2>&1 | tee "$OUT"/ablate.jsonl | tail -n 4
   ;;
 measure)  # the memories built by `start`, asked on a quiet GPU

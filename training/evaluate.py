@@ -141,6 +141,17 @@ def disable_supersession(model: torch.nn.Module) -> int:
     return n
 
 
+def disable_lora(model: torch.nn.Module) -> int:
+    """Drop every attention layer's low-rank deltas (HSAConfig.lora_rank): an ablation of what they add over
+    the frozen base projections. Returns how many layers had them."""
+    n = 0
+    for module in model.modules():
+        if isinstance(getattr(module, "lora", None), torch.nn.ModuleDict):
+            module.lora = None
+            n += 1
+    return n
+
+
 def main(argv=None) -> None:
     """Held-out evaluation of a checkpoint from the command line (the same numbers train.py logs at its end):
 
@@ -162,6 +173,8 @@ def main(argv=None) -> None:
     p.add_argument("--topk", type=int, help="routing top-K at inference (default: the checkpoint's config)")
     p.add_argument("--no-supersession", action="store_true",
                    help="ablation: zero every HSA layer's trained supersession scale (the rest of the weights unchanged)")
+    p.add_argument("--no-lora", action="store_true",
+                   help="ablation: drop the low-rank deltas of the upper attention layers (the rest unchanged)")
     args = p.parse_args(argv)
     if args.topk is not None and args.topk < 1:
         p.error(f"--topk must be a positive number of chunks, got {args.topk}")
@@ -174,11 +187,14 @@ def main(argv=None) -> None:
         set_topk(model, args.topk, 0)
     if args.no_supersession:
         disable_supersession(model)
+    if args.no_lora and not disable_lora(model):
+        p.error("--no-lora: these weights have no low-rank deltas (config lora_rank 0)")
+    ablated = {**({"supersession": "off"} if args.no_supersession else {}), **({"lora": "off"} if args.no_lora else {})}
     for item in filter(None, args.eval.split(",")):
         task, _, length = item.partition(":")
         result = evaluate(model, task, int(length), count=args.count, filler=args.filler)
         print(json.dumps({"checkpoint": str(args.checkpoint), "topk": model.config.hsa_topk,
-                          **({"supersession": "off"} if args.no_supersession else {}), **result}), flush=True)
+                          **ablated, **result}), flush=True)
 
 
 if __name__ == "__main__":

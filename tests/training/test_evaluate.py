@@ -122,3 +122,32 @@ def test_no_supersession_zeroes_each_layers_scale_and_nothing_else():
         else:
             assert torch.equal(after[name], value), name
     assert disable_supersession(tiny_hsa()) == 0  # weights trained without it: nothing to turn off
+
+
+def test_no_lora_drops_the_deltas_so_the_model_computes_as_without_them():
+    """The ablation must remove every low-rank delta, and the result must compute exactly what the same weights
+    with no deltas compute (the deltas here are non-zero, so a no-op ablation would fail)."""
+    import dataclasses
+
+    import torch
+
+    from hsa_memory.model import HSAForCausalLM, get_preset
+    from hsa_memory.model.modeling import takes_lora
+    from hsa_memory.training.evaluate import disable_lora
+
+    torch.manual_seed(0)
+    config = dataclasses.replace(get_preset("tiny"), lora_rank=4)
+    with_lora = HSAForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, param in with_lora.named_parameters():
+            if ".lora." in name:
+                param.normal_(0, 0.5)
+    plain = HSAForCausalLM(dataclasses.replace(config, lora_rank=0)).eval()
+    plain.load_state_dict({k: v for k, v in with_lora.state_dict().items() if ".lora." not in k})
+    tokens = torch.randint(0, config.vocab_size, (1, 3 * config.chunk_size))
+    with torch.no_grad():
+        assert not torch.allclose(with_lora(tokens).logits, plain(tokens).logits)
+        expected = sum(takes_lora(config, i) for i in range(len(config.layer_types)))
+        assert disable_lora(with_lora) == expected > 0
+        torch.testing.assert_close(with_lora(tokens).logits, plain(tokens).logits)
+    assert disable_lora(plain) == 0
