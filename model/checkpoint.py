@@ -17,7 +17,8 @@ from .weights import base_name_map
 
 FORMAT = "hsa-memory-checkpoint/1"
 # fields a user may change at inference without retraining; every other field must match
-RUNTIME_FIELDS = ("name", "base", "hsa_topk", "sliding_window", "moe_bias_update_rate", "initializer_range")
+RUNTIME_FIELDS = ("name", "base", "hsa_topk", "sliding_window", "hsa_skip_window", "moe_bias_update_rate",
+                  "initializer_range")
 
 
 class CheckpointError(RuntimeError):

@@ -18,7 +18,8 @@ class ConfigError(ValueError):
 
 
 # fields added later, with the default that older configs mean (see HSAConfig.to_dict)
-LATER_FIELDS: dict[str, Any] = {"hsa_recency_bias": False, "hsa_supersession": False, "lora_rank": 0}
+LATER_FIELDS: dict[str, Any] = {"hsa_recency_bias": False, "hsa_supersession": False, "lora_rank": 0,
+                                "hsa_skip_window": False}
 
 
 @dataclass
@@ -61,6 +62,9 @@ class HSAConfig:
     # its update restates): only newer picks whose score comes close count, so an unrelated recent chunk
     # does not pull the weight the way a flat recency bias does (added in session 10; off in older checkpoints)
     hsa_supersession: bool = False
+    # route only to chunks not wholly inside the query's sliding window (a runtime switch, session 14): the
+    # window already shows those tokens exactly, so HSA adds only what the window cannot see
+    hsa_skip_window: bool = False
     # width of the HSA layer's own MLP; 0 lets the following SWA layers' MLPs read the result
     hsa_intermediate_size: int = 0
     # rank of trained low-rank deltas on the q/k/v/o projections of the frozen SWA layers above the first

@@ -129,11 +129,24 @@ class RetrievalTrace:
         return sorted(self.weights.items(), key=lambda item: -item[1])
 
 
+def visible_chunks(positions: torch.Tensor, chunk_size: int, skip_window: int | None = None) -> torch.Tensor:
+    """How many leading chunks each position may route to: the chunks wholly before its own, and with
+    ``skip_window`` (the SWA window) only those that start before the window's first token — a chunk the
+    window shows in full adds nothing HSA could add."""
+    visible = positions // chunk_size
+    if skip_window is not None:
+        beyond = (positions - skip_window + chunk_size).clamp_min(0) // chunk_size
+        visible = torch.minimum(visible, beyond)
+    return visible
+
+
 class SequenceRouter:
     """Routes tokens of a training sequence to the sequence's own earlier chunks (differentiably)."""
 
-    def __init__(self, landmarks: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, chunk_size: int):
+    def __init__(self, landmarks: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, chunk_size: int,
+                 skip_window: int | None = None):
         self.landmarks = landmarks  # (B, C, R)
+        self.skip_window = skip_window
         self.keys = keys  # (B, C·S, HK, D)
         self.values = values
         self.chunk_size = chunk_size
@@ -143,7 +156,7 @@ class SequenceRouter:
         B, T, HK, Rh = queries.shape
         C = self.landmarks.shape[1]
         landmarks = self.landmarks.view(B, C, HK, Rh)  # (B, C, HK, Rh)
-        visible = (positions // self.chunk_size).clamp(max=C).view(1, T).expand(B, T)
+        visible = visible_chunks(positions, self.chunk_size, self.skip_window).clamp(max=C).view(1, T).expand(B, T)
         _, idx = landmark_topk(queries.detach(), landmarks.detach(), topk, visible, gumbel_seed=gumbel_seed,
                                backend=KERNEL_BACKEND)
         # recompute the chosen scores in the graph: the fusion softmax is how the router learns
@@ -162,15 +175,16 @@ class SequenceRouter:
 class ExternalRouter:
     """Routes tokens to an ``ExternalMemory``; gathers only the chunks the tokens picked."""
 
-    def __init__(self, memory: ExternalMemory, chunk_size: int):
+    def __init__(self, memory: ExternalMemory, chunk_size: int, skip_window: int | None = None):
         self.memory = memory
         self.chunk_size = chunk_size
+        self.skip_window = skip_window
 
     def route(self, queries: torch.Tensor, topk: int, positions: torch.Tensor, gumbel_seed: int | None):
         B, T = queries.shape[:2]
         if B != 1:
             raise ValueError(f"an external memory serves one stream at a time; got batch size {B}")
-        scores, ids = self.memory.topk(queries[0], topk, positions // self.chunk_size)
+        scores, ids = self.memory.topk(queries[0], topk, visible_chunks(positions, self.chunk_size, self.skip_window))
         return scores.unsqueeze(0).to(queries.device), ids.unsqueeze(0).to(queries.device)
 
     def attend(self, q: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor, trace: RetrievalTrace | None):

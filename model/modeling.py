@@ -168,6 +168,22 @@ def takes_lora(config: HSAConfig, layer_index: int) -> bool:
     return bool(hsa) and layer_index > hsa[0] and config.layer_types[layer_index] == "swa"
 
 
+def set_sliding_window(model: nn.Module, window: int | None, upper_only: bool = False) -> int:
+    """Change the SWA window at run time (a RUNTIME field: the weights do not depend on it). ``upper_only``
+    keeps the lower layers, which make the landmarks and the persisted stream state, as they are and widens
+    only the layers above the first HSA layer, which read the question and what HSA brings back. Returns how
+    many layers changed."""
+    config = model.config
+    n = 0
+    for index, layer in enumerate(model.model.layers):
+        if isinstance(layer, DecoderLayer) and (not upper_only or takes_lora(config, index)):
+            layer.self_attn.window = window
+            n += 1
+    if not upper_only:
+        config.sliding_window = window
+    return n
+
+
 class DecoderLayer(nn.Module):
     """A Llama block whose attention sees a sliding window."""
 
@@ -460,14 +476,15 @@ class HSAModel(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen_lower):
             hidden_states = self.run_layers(hidden_states, indexed[:lower], positions, caches)
         router = None
+        skip = self.config.sliding_window if self.config.hsa_skip_window else None
         if use_hsa and memory is not None:
-            router = ExternalRouter(memory, self.config.chunk_size)
+            router = ExternalRouter(memory, self.config.chunk_size, skip)
         elif use_hsa and caches is None and self.chunk_encoder is not None and T >= self.config.chunk_size:
             encoded = self.encode_sequence_chunks(hidden_states)
             C, S = T // self.config.chunk_size, self.config.chunk_size
             HK, D = encoded.keys.shape[2:]
             router = SequenceRouter(encoded.landmarks.view(B, C, -1), encoded.keys.reshape(B, C * S, HK, D),
-                                    encoded.values.reshape(B, C * S, HK, D), S)
+                                    encoded.values.reshape(B, C * S, HK, D), S, skip)
         hidden_states = self.run_layers(hidden_states, indexed[lower:], positions, caches, router, trace, gumbel_seed)
         return self.norm(hidden_states)
 

@@ -24,7 +24,8 @@ import torch
 from hsa_memory.model.checkpoint import load_checkpoint, project_parameter_names, save_checkpoint
 from hsa_memory.model.loading import load_model
 from hsa_memory.model.memory import set_kernel_backend
-from hsa_memory.model.modeling import DecoderLayer, HSALayer, Retrieval, SelfAttention, takes_lora
+from hsa_memory.model.modeling import (DecoderLayer, HSALayer, Retrieval, set_sliding_window,
+                                       takes_lora)
 
 from .batches import answer_weights, collate, collate_teacher
 from .evaluate import evaluate, set_topk
@@ -111,10 +112,7 @@ def prepare(args):
     model = loaded.model
     config = model.config
     if args.window is not None:
-        config.sliding_window = args.window
-        for module in model.modules():
-            if isinstance(module, SelfAttention) and module.causal:
-                module.window = args.window
+        set_sliding_window(model, args.window)
     if args.resume is None:
         init_fresh(model)
     # fusion terms added to weights trained without them (each starts as a no-op)
