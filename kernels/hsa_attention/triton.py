@@ -26,8 +26,9 @@ ITEM_PAIRS = 128
 # (None = by page alone): programs that run together then add their outputs (and dQ) into one block's
 # slab of the fp32 accumulators, which can stay in L2, where by page alone they scatter over all tokens.
 # The 64K profile (H100, session 13) blames those scattered atomics for a forward that costs 2× per pair
-# what it costs at 8K, where the whole accumulator fits L2. Off until bench/kernels.py measures it.
-TOKEN_BLOCK: int | None = None
+# what it costs at 8K, where the whole accumulator fits L2. Measured (H100, session 14, bench/RESULTS.md):
+# 4096 cuts 64K fwd+bwd by 21-24 % (K = 16 and 32) and leaves 8K as it was; 8192 and 16384 gain less.
+TOKEN_BLOCK: int | None = 4096
 # rows of a tile in the sorted layout (tokens × padded query heads)
 BLOCK_M = 64
 # below this many query tokens the pairs are not sorted: there is no chunk reuse to win
