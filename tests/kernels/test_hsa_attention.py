@@ -153,11 +153,13 @@ def test_saved_lse_backward(forward, backward, sort_pairs, saved_lse, device, as
 
 
 @pytest.mark.parametrize("paged", [False, True])
-def test_token_blocked_work_list(paged, device, assert_close, monkeypatch):
+@pytest.mark.parametrize("token_block", [48, None])
+def test_token_blocked_work_list(paged, token_block, device, assert_close, monkeypatch):
     """The sorted layout with pairs grouped by (token block, page) (``TOKEN_BLOCK``): a page read from several
-    blocks gets items in each, all adding into the same outputs and dK/dV; batches span blocks unevenly."""
+    blocks gets items in each, all adding into the same outputs and dK/dV; batches span blocks unevenly.
+    None: grouped by page alone (the layout before the default became 4,096-token blocks)."""
     from hsa_memory.kernels.hsa_attention import triton as hsa_triton
 
-    monkeypatch.setattr(hsa_triton, "TOKEN_BLOCK", 48)
+    monkeypatch.setattr(hsa_triton, "TOKEN_BLOCK", token_block)
     inputs = make_inputs(device, torch.float32, 2, 150, 6, 2, 32, 4, 3, True, paged=paged)
     run_both(inputs, assert_close, 0.005, forward="chunk", backward="atomic", sort_pairs=True, paged=paged)
