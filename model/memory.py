@@ -146,10 +146,10 @@ class SequenceRouter:
     def __init__(self, landmarks: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, chunk_size: int,
                  skip_window: int | None = None):
         self.landmarks = landmarks  # (B, C, R)
-        self.skip_window = skip_window
         self.keys = keys  # (B, C·S, HK, D)
         self.values = values
         self.chunk_size = chunk_size
+        self.skip_window = skip_window
 
     def route(self, queries: torch.Tensor, topk: int, positions: torch.Tensor, gumbel_seed: int | None):
         """queries (B, T, HK, Rh) scaled → differentiable scores and chunk indices (B, T, HK, K)."""

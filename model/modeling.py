@@ -173,6 +173,8 @@ def set_sliding_window(model: nn.Module, window: int | None, upper_only: bool = 
     keeps the lower layers, which make the landmarks and the persisted stream state, as they are and widens
     only the layers above the first HSA layer, which read the question and what HSA brings back. Returns how
     many layers changed."""
+    if window is not None and window < 1:
+        raise ValueError(f"the sliding window must be a positive number of tokens or None, got {window}")
     config = model.config
     n = 0
     for index, layer in enumerate(model.model.layers):

@@ -20,10 +20,11 @@ import random
 import torch
 
 from hsa_memory.model import RetrievalTrace
-from hsa_memory.model.modeling import HSALayer, set_sliding_window
+from hsa_memory.model.modeling import HSALayer
 
 from .batches import collate, tokenize_example
 from .objectives import answer_loss
+from .read_options import add_read_arguments, apply_read_arguments
 from .tasks import FILLERS, make_example, tokenizer as load_tokenizer
 
 
@@ -173,12 +174,7 @@ def main(argv=None) -> None:
     p.add_argument("--topk", type=int, help="routing top-K at inference (default: the checkpoint's config)")
     p.add_argument("--no-supersession", action="store_true",
                    help="ablation: zero every HSA layer's trained supersession scale (the rest of the weights unchanged)")
-    p.add_argument("--window", type=int, help="SWA window at inference (a runtime field; default: the config's)")
-    p.add_argument("--window-layers", choices=("all", "upper"), default="all",
-                   help="upper: widen only the layers above the first HSA layer (the stream state and landmarks "
-                        "made by the lower layers stay as stored)")
-    p.add_argument("--skip-window", action="store_true",
-                   help="route only to chunks not wholly inside the SWA window (HSAConfig.hsa_skip_window)")
+    add_read_arguments(p)
     p.add_argument("--no-lora", action="store_true",
                    help="ablation: drop the low-rank deltas of the upper attention layers (the rest unchanged)")
     args = p.parse_args(argv)
@@ -191,16 +187,13 @@ def main(argv=None) -> None:
         # a runtime field (model/checkpoint.py): every HSA layer's router and the metrics' K alike
         model.config.hsa_topk = args.topk
         set_topk(model, args.topk, 0)
-    if args.window is not None:
-        set_sliding_window(model, args.window, upper_only=args.window_layers == "upper")
-    model.config.hsa_skip_window = args.skip_window or model.config.hsa_skip_window
+    read = apply_read_arguments(p, args, model)
     if args.no_supersession:
         disable_supersession(model)
     if args.no_lora and not disable_lora(model):
         p.error("--no-lora: these weights have no low-rank deltas (config lora_rank 0)")
-    ablated = {**({"window": args.window, "window_layers": args.window_layers} if args.window else {}),
-               **({"skip_window": True} if args.skip_window else {}),
-               **({"supersession": "off"} if args.no_supersession else {}), **({"lora": "off"} if args.no_lora else {})}
+    ablated = {**read, **({"supersession": "off"} if args.no_supersession else {}),
+               **({"lora": "off"} if args.no_lora else {})}
     for item in filter(None, args.eval.split(",")):
         task, _, length = item.partition(":")
         result = evaluate(model, task, int(length), count=args.count, filler=args.filler)

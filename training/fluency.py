@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from hsa_memory.model.loading import load_model
-from hsa_memory.model.modeling import set_sliding_window
 
 from .data.corpora import load_corpus
 from .objectives import base_behaviour
+from .read_options import add_read_arguments, apply_read_arguments
 from .tasks import tokenizer as load_tokenizer
 
 
@@ -54,17 +54,10 @@ def main(argv=None) -> None:
     p.add_argument("--skip", type=int, default=0, help="score only positions from here on (e.g. beyond the window)")
     p.add_argument("--filler", default="corpora", choices=["corpora", "fallback"])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--window", type=int, help="SWA window at inference (a runtime field; default: the config's)")
-    p.add_argument("--window-layers", choices=("all", "upper"), default="all",
-                   help="upper: widen only the layers above the first HSA layer (the stream state and landmarks "
-                        "made by the lower layers stay as stored)")
-    p.add_argument("--skip-window", action="store_true",
-                   help="route only to chunks not wholly inside the SWA window (HSAConfig.hsa_skip_window)")
+    add_read_arguments(p)
     args = p.parse_args(argv)
     model = load_model("hsa-smollm2-135m", checkpoint=args.checkpoint, device=args.device).model.eval()
-    if args.window is not None:
-        set_sliding_window(model, args.window, upper_only=args.window_layers == "upper")
-    model.config.hsa_skip_window = args.skip_window or model.config.hsa_skip_window
+    apply_read_arguments(p, args, model)
     sequences = heldout_sequences(args.length, args.count, args.filler)
     window = model.config.sliding_window or args.length
     # positions below the window see the same tokens windowed or not: what differs there is the sinks

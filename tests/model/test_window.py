@@ -1,6 +1,7 @@
 """The SWA window is a runtime field (``set_sliding_window``): the same weights read a wider window, either in
 every layer or only in the layers above the first HSA layer (the lower layers make the stored landmarks and
 stream state, so an ask-time change must leave them alone)."""
+import pytest
 import torch
 
 from hsa_memory.model import HSAForCausalLM, get_preset
@@ -56,9 +57,9 @@ def test_visible_chunks_stops_before_the_chunks_the_window_shows_in_full():
 
 
 def test_skip_window_routes_only_beyond_the_window_and_is_a_runtime_field(tmp_path):
-    from hsa_memory.model.checkpoint import load_checkpoint, save_checkpoint
-
     import dataclasses
+
+    from hsa_memory.model.checkpoint import load_checkpoint, save_checkpoint
 
     torch.manual_seed(1)
     # a window of 3 chunks (the tiny preset's 32 tokens hold no whole 64-token chunk)
@@ -87,3 +88,28 @@ def test_skip_window_routes_only_beyond_the_window_and_is_a_runtime_field(tmp_pa
     save_checkpoint(model, path)
     other = HSAForCausalLM(dataclasses.replace(config, hsa_skip_window=False))
     load_checkpoint(other, path)  # a runtime field: a checkpoint saved with it on loads into a model with it off
+
+
+def test_a_window_below_one_token_is_refused_and_changes_nothing():
+    model = HSAForCausalLM(get_preset("tiny"))
+    before = windows(model), model.config.sliding_window
+    for bad in (0, -5):
+        with pytest.raises(ValueError, match="positive number of tokens"):
+            set_sliding_window(model, bad)
+    assert (windows(model), model.config.sliding_window) == before
+
+
+def test_the_scripts_refuse_a_bad_window_by_name():
+    import argparse
+
+    from hsa_memory.training.read_options import add_read_arguments, apply_read_arguments
+
+    parser = argparse.ArgumentParser()
+    add_read_arguments(parser)
+    model = HSAForCausalLM(get_preset("tiny"))
+    with pytest.raises(SystemExit):
+        apply_read_arguments(parser, parser.parse_args(["--window", "0"]), model)
+    assert apply_read_arguments(parser, parser.parse_args([]), model) == {}
+    chosen = apply_read_arguments(parser, parser.parse_args(["--window", "64", "--skip-window"]), model)
+    assert chosen == {"window": 64, "window_layers": "all", "skip_window": True}
+    assert model.config.sliding_window == 64 and model.config.hsa_skip_window
