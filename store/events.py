@@ -66,11 +66,18 @@ def decode_line(line: bytes) -> Event | None:
         rec = json.loads(line)
         seq, iso, role, text, meta, digest = (rec["seq"], rec["time"], rec["role"], rec["text"],
                                               rec["metadata"], rec["sha256"])
+        # a record can carry a valid checksum over ill-typed fields (a hand-made snapshot): refuse those too
+        if not (type(seq) is int and seq > 0 and isinstance(iso, str) and isinstance(role, str)
+                and isinstance(text, str) and isinstance(meta, dict) and isinstance(digest, str)):
+            return None
+        if record_checksum(seq, iso, role, text, meta) != digest:
+            return None
+        time = datetime.fromisoformat(iso)
     except (ValueError, KeyError, TypeError):
         return None
-    if record_checksum(seq, iso, role, text, meta) != digest:
+    if time.tzinfo is None or time.utcoffset() is None:
         return None
-    return Event(seq, text, role, datetime.fromisoformat(iso), meta, digest)
+    return Event(seq, text, role, time, meta, digest)
 
 
 @dataclass

@@ -245,11 +245,62 @@ def _parse_manifest(data: bytes) -> dict:
         KVLayout(**manifest["layout"])
         for name in MEMBERS:
             entry = manifest["members"][name]
-            int(entry["size"]), str(entry["sha256"])
-        int(manifest["next_seq"]), int(manifest["next_chunk_id"]), int(manifest["encoded_upto_seq"])
+            _count(f"members.{name}.size", entry["size"])
+            _text(f"members.{name}.sha256", entry["sha256"])
+        for field in ("next_seq", "next_chunk_id", "encoded_upto_seq"):
+            _count(field, manifest[field])
+        for field in ("events", "chunks"):
+            _count(f"counts.{field}", manifest["counts"][field])
+        _text("model_id", manifest["model_id"])
+        _text("weight_hash", manifest["weight_hash"])
     except (KeyError, TypeError, ValueError) as exc:
         raise SnapshotError(f"manifest.json lacks or garbles a field ({exc})") from None
     return manifest
+
+
+# the catalog's integers are signed 64-bit
+MAX_INT = 2**63 - 1
+
+
+def _count(field: str, value) -> int:
+    """A JSON integer in [0, 2**63); strings, floats and booleans are refused, not coerced."""
+    if type(value) is not int or not 0 <= value <= MAX_INT:
+        raise ValueError(f"{field} must be an integer in [0, 2**63), got {value!r:.40}")
+    return value
+
+
+def _text(field: str, value) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _signed(field: str, value) -> int:
+    if type(value) is not int or not -MAX_INT <= value <= MAX_INT:
+        raise ValueError(f"{field} must be a 64-bit integer, got {value!r:.40}")
+    from_micros(value)  # raises OverflowError past datetime's range
+    return value
+
+
+def _roles(field: str, value) -> list:
+    if not isinstance(value, list) or not all(isinstance(r, str) for r in value):
+        raise ValueError(f"{field} must be a list of strings")
+    return value
+
+
+# each chunk record's fields and their checks
+CHUNK_FIELDS = {"id": _count, "position": _count, "token_start": _count, "token_end": _count,
+                "time_start_us": _signed, "time_end_us": _signed, "roles": _roles, "text": _text,
+                "first_seq": _count, "last_seq": _count, "kv_sha256": _text, "landmark_sha256": _text}
+
+
+def _check_chunk(record) -> None:
+    if not isinstance(record, dict):
+        raise ValueError(f"a chunk record must be an object, got {type(record).__name__}")
+    for field, check_field in CHUNK_FIELDS.items():
+        if field not in record:
+            raise ValueError(f"a chunk record lacks {field!r}")
+        check_field(field, record[field])
 
 
 class _Checker:
@@ -298,10 +349,12 @@ class _Checker:
     def _chunks_jsonl(self, blocks) -> None:
         try:
             self.chunks = [json.loads(line) for line in _lines(blocks)]
+            for record in self.chunks:
+                _check_chunk(record)
             positions = [c["position"] for c in self.chunks]
             ids = [c["id"] for c in self.chunks]
-        except (ValueError, KeyError, TypeError):
-            raise SnapshotChecksumError("chunks.jsonl is not valid chunk records") from None
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
+            raise SnapshotChecksumError(f"chunks.jsonl is not valid chunk records ({exc})") from None
         if len(self.chunks) != self.manifest["counts"]["chunks"] or positions != sorted(set(positions)) \
                 or len(set(ids)) != len(ids) or (ids and max(ids) >= self.manifest["next_chunk_id"]):
             raise SnapshotChecksumError("chunks.jsonl disagrees with the manifest or repeats positions/ids")

@@ -183,3 +183,80 @@ def test_non_empty_target_is_refused(good, tmp_path):
     with pytest.raises(StoreExists):
         MemoryStore.import_snapshot(good, tmp_path / "dst")
     assert os.listdir(tmp_path / "dst") == ["notes.txt"] and (tmp_path / "dst" / "notes.txt").read_bytes() == b"mine"
+
+
+def rehash(members, edits):
+    """Members with ``edits`` {name: fn(bytes) -> bytes} applied and the manifest's sizes and sha256s made to
+    match again: a hand-made file whose every checksum holds, so only the field checks can catch it."""
+    import hashlib
+
+    members = [(info, edits[info.name](data) if info.name in edits else data) for info, data in members]
+    manifest = json.loads(members[0][1])
+    for info, data in members[1:]:
+        manifest["members"][info.name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    out = replace(members, "manifest.json", json.dumps(manifest).encode())
+    for info, data in out[1:]:
+        out = replace(out, info.name, data)
+    return out
+
+
+def edit_json(fn, lines=False):
+    def edit(data):
+        if not lines:
+            value = json.loads(data)
+            fn(value)
+            return json.dumps(value).encode()
+        records = [json.loads(line) for line in data.decode().splitlines()]
+        fn(records)
+        return "".join(json.dumps(r) + "\n" for r in records).encode()
+    return edit
+
+
+def edit_events(fn):
+    """Edit the event records, then seal each with a valid checksum over its (possibly ill-typed) fields."""
+    from hsa_memory.store.events import canonical, record_checksum
+
+    def edit(data):
+        records = [json.loads(line) for line in data.decode().splitlines()]
+        fn(records)
+        for r in records:
+            r["sha256"] = record_checksum(r["seq"], r["time"], r["role"], r["text"], r["metadata"])
+        return "".join(canonical(r) + "\n" for r in records).encode()
+    return edit
+
+
+def test_hand_made_fields_with_valid_checksums_raise_snapshot_errors(good, tmp_path):
+    """Found by a bad-input audit: fields of the wrong type behind valid checksums went through the checks
+    and failed later with TypeError, KeyError, ValueError or OverflowError, some after the target was written."""
+    from hsa_memory.store.errors import SnapshotError
+
+    members = unpack(good)
+    set_ = lambda key, value: edit_json(lambda m: m.__setitem__(key, value))
+    cases = {
+        "next_seq-string": {"manifest.json": set_("next_seq", "99")},
+        "next_seq-float": {"manifest.json": set_("next_seq", 99.5)},
+        "next_chunk_id-string": {"manifest.json": set_("next_chunk_id", "99")},
+        "encoded_upto_seq-huge": {"manifest.json": set_("encoded_upto_seq", 10**30)},
+        "counts-missing": {"manifest.json": edit_json(lambda m: m.pop("counts"))},
+        "model_id-missing": {"manifest.json": edit_json(lambda m: m.pop("model_id"))},
+        "weight_hash-int": {"manifest.json": set_("weight_hash", 5)},
+        "event-time-garbage": {"events.jsonl": edit_events(lambda rs: rs[0].__setitem__("time", "not a time"))},
+        "event-time-int": {"events.jsonl": edit_events(lambda rs: rs[0].__setitem__("time", 5))},
+        "event-time-naive": {"events.jsonl": edit_events(lambda rs: rs[0].__setitem__("time", "2024-01-01T00:00:00"))},
+        "event-seq-string": {"events.jsonl": edit_events(lambda rs: rs[0].__setitem__("seq", "1"))},
+        "event-text-int": {"events.jsonl": edit_events(lambda rs: rs[0].__setitem__("text", 5))},
+        "chunk-text-missing": {"chunks.jsonl": edit_json(lambda rs: rs[0].pop("text"), lines=True)},
+        "chunk-landmark-sha-missing": {"chunks.jsonl": edit_json(lambda rs: rs[0].pop("landmark_sha256"), lines=True)},
+        "chunk-roles-int": {"chunks.jsonl": edit_json(lambda rs: rs[0].__setitem__("roles", 5), lines=True)},
+        "chunk-time-string": {"chunks.jsonl": edit_json(lambda rs: rs[0].__setitem__("time_start_us", "x"), lines=True)},
+        "chunk-position-string": {"chunks.jsonl": edit_json(lambda rs: rs[0].__setitem__("position", "0"), lines=True)},
+    }
+    before = sorted(os.listdir(tmp_path))
+    for name, edits in cases.items():
+        path = tmp_path.parent / f"{tmp_path.name}-{name}.hsamem"
+        pack(path, rehash(members, edits))
+        with pytest.raises(SnapshotError):
+            MemoryStore.import_snapshot(path, tmp_path / "dst")
+            pytest.fail(f"{name}: no error")
+        assert_untouched(tmp_path, before)
+        path.unlink()
