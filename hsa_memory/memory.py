@@ -327,5 +327,22 @@ class Memory:
         store = MemoryStore.import_snapshot(Path(snapshot), Path(path), expected_model_id=loaded.model_id,
                                             expected_weight_hash=loaded.weight_hash, reencode=reencode,
                                             catalog_url=options.get("catalog_url"))
+        memory_id = store._memory_id
         store.close()
-        return cls(path, **{**options, "model": loaded})
+        try:
+            return cls(path, **{**options, "model": loaded})
+        except BaseException as exc:
+            # the snapshot passed every check but its state does not load (a hand-made ingest state or
+            # cursor): take the half-made memory away again, as a failed check would have left nothing
+            import shutil
+
+            from hsa_memory.store.errors import SnapshotError
+            from hsa_memory.store.snapshot import _drop_memory_rows
+
+            shutil.rmtree(Path(path).expanduser(), ignore_errors=True)
+            if options.get("catalog_url") is not None:
+                _drop_memory_rows(options["catalog_url"], memory_id)
+            if isinstance(exc, Exception):
+                raise SnapshotError(f"the snapshot's data does not open as a memory ({exc}); "
+                                    "nothing was kept") from exc
+            raise

@@ -15,7 +15,7 @@ from safetensors.torch import save as save_tensors
 
 from hsa_memory.model import KVCache, StreamState
 
-from .errors import HsaMemoryError
+from hsa_memory.store.errors import StoreCorrupted
 
 STATE_FORMAT = "hsa-memory-ingest-state/1"
 
@@ -60,19 +60,20 @@ class IngestState:
             if meta_block.get("format") != STATE_FORMAT:
                 raise ValueError(f"format {meta_block.get('format')!r}")
             meta = json.loads(meta_block["state"])
-        except (ValueError, KeyError, json.JSONDecodeError) as exc:
-            raise HsaMemoryError(f"the saved ingest state is unreadable ({exc}); run repair() to rebuild it") from exc
-        caches = []
-        for i in range(meta["layers"]):
-            cache = KVCache(meta["window"])
-            cache.keys = tensors.get(f"cache.{i}.keys")
-            cache.values = tensors.get(f"cache.{i}.values")
-            caches.append(cache)
-        stream = StreamState(position=meta["position"], caches=caches, pending_hidden=tensors.get("pending_hidden"),
-                             pending_ids=list(meta["pending_ids"]))
-        partial = tuple(meta["partial"]) if meta["partial"] is not None else None
-        tail_ids = list(meta["tail_ids"])
-        tail_seqs = list(meta.get("tail_seqs", []))
-        tail_seqs = [-1] * (len(tail_ids) - len(tail_seqs)) + tail_seqs
-        return cls(stream, list(meta["pending_seqs"]), {int(k): tuple(v) for k, v in meta["event_info"].items()},
-                   tail_ids, tail_seqs, partial)
+            caches = []
+            for i in range(meta["layers"]):
+                cache = KVCache(meta["window"])
+                cache.keys = tensors.get(f"cache.{i}.keys")
+                cache.values = tensors.get(f"cache.{i}.values")
+                caches.append(cache)
+            stream = StreamState(position=meta["position"], caches=caches,
+                                 pending_hidden=tensors.get("pending_hidden"), pending_ids=list(meta["pending_ids"]))
+            partial = tuple(meta["partial"]) if meta["partial"] is not None else None
+            tail_ids = list(meta["tail_ids"])
+            tail_seqs = list(meta.get("tail_seqs", []))
+            tail_seqs = [-1] * (len(tail_ids) - len(tail_seqs)) + tail_seqs
+            return cls(stream, list(meta["pending_seqs"]), {int(k): tuple(v) for k, v in meta["event_info"].items()},
+                       tail_ids, tail_seqs, partial)
+        except Exception as exc:  # safetensors raises its own SafetensorError; a damaged header anything else
+            raise StoreCorrupted(f"the saved ingest state is unreadable ({type(exc).__name__}: {exc}); "
+                                 "run repair() to rebuild it") from exc

@@ -4,6 +4,7 @@ acknowledged append that was never encoded (crash) is encoded on the next open; 
 cites chunks; search ranks chunks; forget removes chunks from search and citations; a snapshot round
 trip keeps the memory; opening with other weights raises ModelMismatch unless re-encoding."""
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -287,3 +288,46 @@ def test_bf16_on_the_cpu_ingests_asks_and_searches(tmp_path):
             assert hits and all(h.score == h.score for h in hits)  # no NaN
             rankings[dtype] = [h.chunk_id for h in hits]
     assert rankings[torch.bfloat16][0] in rankings[torch.float32]
+
+
+def test_snapshot_whose_state_does_not_load_is_refused_and_leaves_nothing(memory, tmp_path, tiny_loaded):
+    """Found by a bad-input audit: a snapshot whose every checksum holds but whose ingest state is not a
+    saved state imported, then Memory() failed with safetensors' own error and left the half-made memory."""
+    import hashlib
+    import io
+    import json
+    import tarfile
+
+    import zstandard
+
+    from hsa_memory.errors import HsaMemoryError
+    from hsa_memory.store.errors import SnapshotError
+
+    fill(memory, repeat=2)
+    good = memory.export(tmp_path / "good.hsamem")
+    with open(good, "rb") as f, zstandard.ZstdDecompressor().stream_reader(f) as reader:
+        with tarfile.open(fileobj=reader, mode="r|") as tar:
+            members = [(m.name, tar.extractfile(m).read()) for m in tar]
+    members = [(name, b"not a safetensors blob" * 4 if name == "ingest_state.bin" else data) for name, data in members]
+    manifest = json.loads(members[0][1])
+    for name, data in members[1:]:
+        manifest["members"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    members[0] = ("manifest.json", json.dumps(manifest).encode())
+    bad = tmp_path / "bad.hsamem"
+    with open(bad, "wb") as raw:
+        writer = zstandard.ZstdCompressor(write_checksum=True).stream_writer(raw, closefd=False)
+        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for name, data in members:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        writer.close()
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(SnapshotError):
+        Memory.import_snapshot(bad, tmp_path / "copy", model=tiny_loaded)
+    assert sorted(os.listdir(tmp_path)) == before
+    # a memory whose saved state is damaged says so with a typed error too
+    from hsa_memory.stream import IngestState
+
+    with pytest.raises(HsaMemoryError, match="ingest state is unreadable"):
+        IngestState.from_bytes(b"\xff" * 64)
