@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import operator
 import threading
 from datetime import datetime, timezone
+from os import PathLike
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -27,7 +29,10 @@ _MODELS_LOCK = threading.Lock()
 def resolve_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InvalidInput("device", f"{device!r} is not a device: use auto, cpu, cuda or cuda:N") from exc
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
@@ -42,7 +47,12 @@ def shared_model(name: str, device: torch.device, dtype: torch.dtype):
     key = (name, str(device), str(dtype))
     with _MODELS_LOCK:
         if key not in _MODELS:
-            _MODELS[key] = load_model(name, device=device, dtype=dtype)
+            from hsa_memory.model.config import ConfigError
+
+            try:
+                _MODELS[key] = load_model(name, device=device, dtype=dtype)
+            except ConfigError as exc:
+                raise InvalidInput("model", str(exc)) from exc
         return _MODELS[key]
 
 
@@ -72,7 +82,10 @@ def check_time(time: Any) -> datetime:
     if time is None:
         return datetime.now(timezone.utc)
     if isinstance(time, (int, float)) and not isinstance(time, bool) and math.isfinite(time):
-        return datetime.fromtimestamp(time, timezone.utc)
+        try:
+            return datetime.fromtimestamp(time, timezone.utc)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise InvalidInput("time", f"{time!r} epoch seconds are out of range") from exc
     if isinstance(time, str):
         try:
             time = datetime.fromisoformat(time.replace("Z", "+00:00"))
@@ -80,7 +93,12 @@ def check_time(time: Any) -> datetime:
             raise InvalidInput("time", f"{time!r} is not an ISO 8601 time") from exc
     if not isinstance(time, datetime):
         raise InvalidInput("time", f"must be a datetime, ISO string or epoch seconds, got {type(time).__name__}")
-    return time if time.tzinfo is not None else time.replace(tzinfo=timezone.utc)
+    time = time if time.tzinfo is not None else time.replace(tzinfo=timezone.utc)
+    try:  # the store keeps UTC: a time near year 1 or 9999 may not convert
+        time.astimezone(timezone.utc)
+    except OverflowError as exc:
+        raise InvalidInput("time", f"{time.isoformat()} is out of range once converted to UTC") from exc
+    return time
 
 
 def check_metadata(metadata: Any) -> dict:
@@ -94,6 +112,8 @@ def check_metadata(metadata: Any) -> dict:
         return json.loads(text)
     except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
         raise InvalidInput("metadata", f"is not JSON-serialisable UTF-8: {exc}") from exc
+    except RecursionError:
+        raise InvalidInput("metadata", "is nested too deeply") from None
 
 
 def check_sampling(temperature: Any, top_p: Any, max_new_tokens: Any) -> None:
@@ -104,6 +124,30 @@ def check_sampling(temperature: Any, top_p: Any, max_new_tokens: Any) -> None:
         raise InvalidInput("top_p", f"must be in (0, 1], got {top_p!r}")
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or not 1 <= max_new_tokens <= 8192:
         raise InvalidInput("max_new_tokens", f"must be an int in [1, 8192], got {max_new_tokens!r}")
+
+
+def check_ask_options(seed: Any, citations: Any, answer: Any) -> None:
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
+        raise InvalidInput("seed", f"must be None or an int in [0, 2**63), got {seed!r}")
+    if not isinstance(citations, int) or isinstance(citations, bool) or citations < 0:
+        raise InvalidInput("citations", f"must be an int >= 0, got {citations!r}")
+    if answer is not None and not isinstance(answer, Answer):
+        raise InvalidInput("answer", f"must be an Answer to fill, got {type(answer).__name__}")
+
+
+def check_chunk_ids(chunk_ids: Any) -> list[int]:
+    """A list of chunk ids; a string, a mapping or non-integers (floats, bools) are refused, never coerced."""
+    if hasattr(chunk_ids, "tolist") and not isinstance(chunk_ids, (str, bytes)):
+        chunk_ids = chunk_ids.tolist()
+        chunk_ids = [chunk_ids] if isinstance(chunk_ids, int) else chunk_ids
+    if isinstance(chunk_ids, (str, bytes, bytearray, Mapping)) or not isinstance(chunk_ids, Iterable):
+        raise InvalidInput("chunk_ids", f"must be a list of ints, got {type(chunk_ids).__name__}")
+    ids = []
+    for i, value in enumerate(chunk_ids):
+        if isinstance(value, bool) or not hasattr(value, "__index__"):
+            raise InvalidInput(f"chunk_ids[{i}]", f"must be an int, got {type(value).__name__}")
+        ids.append(operator.index(value))
+    return ids
 
 
 class Memory:
@@ -124,7 +168,11 @@ class Memory:
         from .recent import RecentContext
         from .store_memory import ChunkPositions
 
+        if not isinstance(path, (str, PathLike)):
+            raise InvalidInput("path", f"must be a path, got {type(path).__name__}")
         self.path = Path(path).expanduser()
+        if self.path.exists() and not self.path.is_dir():
+            raise InvalidInput("path", f"{self.path} exists and is not a directory")
         self.device = resolve_device(device)
         self.dtype = dtype or default_dtype(self.device)
         self.loaded = shared_model(model, self.device, self.dtype) if isinstance(model, str) else model
@@ -207,6 +255,8 @@ class Memory:
 
     def extend(self, messages: Iterable[Mapping[str, Any]]) -> list[int]:
         """Append messages ({"role", "content", "time"?, "metadata"?}) in order; all are validated first."""
+        if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Iterable):
+            raise InvalidInput("messages", f"must be a list of message dicts, got {type(messages).__name__}")
         checked = []
         for i, message in enumerate(messages):
             if not isinstance(message, Mapping):
@@ -241,7 +291,7 @@ class Memory:
             with self.store.writer():
                 if not self.ingestor.is_current():
                     self.catch_up()
-                count = self.store.forget(chunk_ids=list(chunk_ids) if chunk_ids is not None else None,
+                count = self.store.forget(chunk_ids=check_chunk_ids(chunk_ids) if chunk_ids is not None else None,
                                           before=check_time(before) if before is not None else None,
                                           after=check_time(after) if after is not None else None,
                                           where=check_metadata(where) if where is not None else None)
@@ -263,6 +313,7 @@ class Memory:
         """Stream the answer's text; pass an ``Answer`` to receive its citations and timings at the end."""
         check_text("question", question)
         check_sampling(temperature, top_p, max_new_tokens)
+        check_ask_options(seed, citations, answer)
         self._check_open()
         self._refresh()
         with self._lock:  # appends hold it while they move the stream: tail and position must match
@@ -308,6 +359,11 @@ class Memory:
 
     def export(self, path: str | Path) -> Path:
         """Write a snapshot (.hsamem) of this memory, state included."""
+        if not isinstance(path, (str, PathLike)):
+            raise InvalidInput("path", f"must be a path, got {type(path).__name__}")
+        path = Path(path).expanduser()
+        if path.is_dir():
+            raise InvalidInput("path", f"{path} is a directory; name the snapshot file to write")
         with self._lock:
             self._check_open()
             with self.store.writer():
@@ -324,7 +380,8 @@ class Memory:
         device = resolve_device(options.get("device", "auto"))
         dtype = options.get("dtype") or default_dtype(device)
         loaded = shared_model(model, device, dtype) if isinstance(model, str) else model
-        store = MemoryStore.import_snapshot(Path(snapshot), Path(path), expected_model_id=loaded.model_id,
+        snapshot, path = Path(snapshot).expanduser(), Path(path).expanduser()
+        store = MemoryStore.import_snapshot(snapshot, path, expected_model_id=loaded.model_id,
                                             expected_weight_hash=loaded.weight_hash, reencode=reencode,
                                             catalog_url=options.get("catalog_url"))
         memory_id = store._memory_id
@@ -339,7 +396,7 @@ class Memory:
             from hsa_memory.store.errors import SnapshotError
             from hsa_memory.store.snapshot import _drop_memory_rows
 
-            shutil.rmtree(Path(path).expanduser(), ignore_errors=True)
+            shutil.rmtree(path, ignore_errors=True)
             if options.get("catalog_url") is not None:
                 _drop_memory_rows(options["catalog_url"], memory_id)
             if isinstance(exc, Exception):

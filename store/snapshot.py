@@ -60,18 +60,23 @@ def export(store, path: Path) -> dict:
         with store.writer():
             manifest = _stage(store, staging)
         tmp = temp_path(path)
-        with open(tmp, "wb") as raw:
-            writer = zstandard.ZstdCompressor(level=3, write_checksum=True).stream_writer(raw, closefd=False)
-            with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                body = json.dumps(manifest, indent=1, sort_keys=True).encode()
-                tar.addfile(_info(MANIFEST, len(body)), io.BytesIO(body))
-                for name in MEMBERS:
-                    with open(staging / name, "rb") as f:
-                        tar.addfile(_info(name, manifest["members"][name]["size"]), f)
-            writer.close()
-            raw.flush()
-            os.fsync(raw.fileno())
-        publish(tmp, path)
+        try:
+            with open(tmp, "wb") as raw:
+                writer = zstandard.ZstdCompressor(level=3, write_checksum=True).stream_writer(raw, closefd=False)
+                with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                    body = json.dumps(manifest, indent=1, sort_keys=True).encode()
+                    tar.addfile(_info(MANIFEST, len(body)), io.BytesIO(body))
+                    for name in MEMBERS:
+                        with open(staging / name, "rb") as f:
+                            tar.addfile(_info(name, manifest["members"][name]["size"]), f)
+                writer.close()
+                raw.flush()
+                os.fsync(raw.fileno())
+            publish(tmp, path)
+        except BaseException:
+            # a full disk or a directory in the way: no snapshot-sized temp file stays behind
+            Path(tmp).unlink(missing_ok=True)
+            raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     with store.writer():

@@ -53,6 +53,13 @@ def test_append_returns_increasing_seqs_and_counts_tokens(memory):
     ({"text": "hi", "metadata": ["not", "a", "dict"]}, "metadata"),
     ({"text": "hi", "metadata": {"x": float("nan")}}, "metadata"),
     ({"text": "hi", "time": "yesterday-ish"}, "time"),
+    # found by a bad-input audit: these raised OverflowError / RecursionError
+    ({"text": "hi", "time": 1e20}, "time"),
+    ({"text": "hi", "time": -10**30}, "time"),
+    ({"text": "hi", "time": "0001-01-01T00:00:00+14:00"}, "time"),
+    ({"text": "hi", "time": "9999-12-31T23:59:59-14:00"}, "time"),
+    ({"text": "hi", "metadata": __import__("functools").reduce(lambda inner, _: {"a": inner}, range(5000), {})},
+     "metadata"),
 ])
 def test_bad_input_is_typed_and_writes_nothing(memory, kwargs, field):
     memory.append("a first, valid message")
@@ -233,6 +240,9 @@ def test_lone_surrogates_are_invalid_input(memory, kwargs, field):
 @pytest.mark.parametrize("options, field", [
     ({"temperature": -1}, "temperature"), ({"temperature": float("nan")}, "temperature"),
     ({"top_p": 0}, "top_p"), ({"top_p": 1.5}, "top_p"), ({"max_new_tokens": 0}, "max_new_tokens"),
+    # found by a bad-input audit: these raised TypeError, RuntimeError or ValueError mid-generation
+    ({"citations": "5"}, "citations"), ({"citations": -1}, "citations"), ({"seed": "7"}, "seed"),
+    ({"seed": 2**70}, "seed"),
 ])
 def test_bad_sampling_options(memory, options, field):
     memory.append("hello there")
@@ -331,3 +341,51 @@ def test_snapshot_whose_state_does_not_load_is_refused_and_leaves_nothing(memory
 
     with pytest.raises(HsaMemoryError, match="ingest state is unreadable"):
         IngestState.from_bytes(b"\xff" * 64)
+
+
+def test_bad_arguments_of_extend_forget_export_and_open_are_typed(memory, tmp_path, tiny_loaded):
+    """Found by a bad-input audit: a string of chunk ids was read digit by digit (forget(chunk_ids="12")
+    forgot chunks 1 and 2), floats and bools were truncated to ids, and the rest raised plain TypeError,
+    ValueError, IsADirectoryError (leaving a snapshot-sized temp file), NotADirectoryError or RuntimeError."""
+    fill(memory, repeat=2)
+    chunks = memory.stats()["chunks"]
+    assert chunks >= 3
+    for bad, field in (("12", "chunk_ids"), (5, "chunk_ids"), ({1: 1}, "chunk_ids"), ([1.0], "chunk_ids[0]"),
+                       ([True], "chunk_ids[0]"), (["a"], "chunk_ids[0]")):
+        with pytest.raises(InvalidInput) as error:
+            memory.forget(chunk_ids=bad)
+        assert error.value.field == field
+    assert memory.stats()["chunks"] == chunks
+    for bad in (5, None, {"role": "user", "content": "hi"}):
+        with pytest.raises(InvalidInput, match="^messages:"):
+            memory.extend(bad)
+    (tmp_path / "a-dir").mkdir()
+    before = sorted(os.listdir(tmp_path))
+    for bad in (tmp_path / "a-dir", 5):
+        with pytest.raises(InvalidInput, match="^path:"):
+            memory.export(bad)
+    assert sorted(os.listdir(tmp_path)) == before
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(InvalidInput, match="^path:"):
+        Memory(tmp_path / "a-file", model=tiny_loaded)
+    with pytest.raises(InvalidInput, match="^device:"):
+        Memory(tmp_path / "other", model=tiny_loaded, device="quantum")
+    with pytest.raises(InvalidInput, match="^model:"):
+        Memory(tmp_path / "other", model="no-such-preset")
+    with pytest.raises(InvalidInput, match="^answer:"):
+        list(memory.ask_stream("hi?", answer="not an Answer", max_new_tokens=2))
+    assert memory.stats()["chunks"] == chunks and memory.verify().ok
+
+
+def test_export_and_import_expand_the_home_directory(memory, tmp_path, tiny_loaded, monkeypatch):
+    """Found by an audit: Memory("~/x") expanded ~ but export and import_snapshot did not, so an import to
+    "~/copy" built the memory under a literal ./~ folder and then opened a new, empty one at ~/copy."""
+    fill(memory, repeat=1)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    monkeypatch.chdir(tmp_path)
+    memory.export("~/snap.hsamem")
+    assert (tmp_path / "home" / "snap.hsamem").is_file()
+    with Memory.import_snapshot("~/snap.hsamem", "~/copy", model=tiny_loaded) as other:
+        assert other.stats()["last_seq"] == memory.stats()["last_seq"] > 0
+    assert not (tmp_path / "~").exists()
