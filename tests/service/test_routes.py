@@ -124,6 +124,32 @@ def test_export_then_import_round_trips(live, filled):
     assert list(live.service.settings.uploads_dir.iterdir()) == []
 
 
+def with_bad_state(snapshot: bytes) -> bytes:
+    """The snapshot with an ingest state that is not one, behind manifest hashes that match: it passes every
+    check and only fails to open (found by an audit: a 500, and the half-made memory stayed on disk)."""
+    import hashlib
+    import io
+    import tarfile
+
+    import zstandard
+
+    raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(snapshot)).read()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        members = [(m.name, tar.extractfile(m).read()) for m in tar]
+    members = [(name, b"junk" * 10 if name == "ingest_state.bin" else data) for name, data in members]
+    manifest = json.loads(members[0][1])
+    for name, data in members[1:]:
+        manifest["members"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    members[0] = ("manifest.json", json.dumps(manifest).encode())
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return zstandard.ZstdCompressor(write_checksum=True).compress(out.getvalue())
+
+
 def test_damaged_snapshot_is_rejected_and_nothing_is_written(live, filled):
     with live.client(live.service.key_a) as client:
         snapshot = client.get(f"/v1/memories/{filled}/export").content
@@ -131,7 +157,7 @@ def test_damaged_snapshot_is_rejected_and_nothing_is_written(live, filled):
         listed = client.get("/v1/memories").json()
         damaged = snapshot[: len(snapshot) // 2] + bytes([snapshot[len(snapshot) // 2] ^ 0xFF]) + \
             snapshot[len(snapshot) // 2 + 1:]
-        for body in (damaged, snapshot[:-100], b"not a snapshot"):
+        for body in (damaged, snapshot[:-100], b"not a snapshot", with_bad_state(snapshot)):
             response = client.post("/v1/memories/import", content=body)
             assert response.status_code == 400, response.text
             assert response.json()["error"]["type"] == "invalid_snapshot"
