@@ -84,6 +84,14 @@ def _reject_constant(name: str):
 DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
+def _loads(text: str) -> Any:
+    """``DECODER.decode``; nesting past Python's recursion limit is malformed input, not a crash."""
+    try:
+        return DECODER.decode(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def _walk(root: Path, exclude: Path | None) -> Iterator[Path]:
     """Files under ``root``, sorted, without hidden names and without the memory directory itself."""
     for folder, dirs, files in os.walk(root):
@@ -229,7 +237,7 @@ def _array_lines(text: str, value: Any) -> list[int] | None:
 def parse_json_document(source: str, data: bytes) -> list[tuple[int | None, dict]]:
     text = _decode(source, data).lstrip("\ufeff")
     try:
-        value = DECODER.decode(text)
+        value = _loads(text)
     except ValueError as exc:
         raise _json_error(source, exc) from None
     if isinstance(value, dict) and "messages" in value:
@@ -265,7 +273,7 @@ def parse_jsonl(source: str, stream: BinaryIO, digest) -> list[tuple[int | None,
         if not text.strip():
             continue
         try:
-            obj = DECODER.decode(text)
+            obj = _loads(text)
         except ValueError as exc:
             raise _json_error(source, exc, number) from None
         messages.append((number, to_message(source, number, obj)))
@@ -299,7 +307,7 @@ def _sniff(data: bytes) -> str:
     if head == b"{":
         try:
             value = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             return "jsonl"
         return "json" if isinstance(value, dict) and "messages" in value else "jsonl"
     return "text"
@@ -319,6 +327,9 @@ def read_source(source: Source, forced: str, role: str) -> Parsed:
         stream: BinaryIO = io.BytesIO(data)
         fmt = _sniff(data) if forced == "auto" else forced
     else:
+        if source.from_directory and not source.path.is_file():
+            # a FIFO would block the whole ingest on open; a device or socket is no chat log either
+            raise InputError(source.label, None, "is not a regular file (a FIFO, socket or device); skipped")
         stream = open(source.path, "rb")
         fmt = _format_of(source.path, forced)
     with stream:
@@ -350,7 +361,7 @@ class Registry:
             try:
                 data = json.loads(self.path.read_text("utf-8"))
                 self.files = dict(data["files"])
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, RecursionError) as exc:
                 raise click.ClickException(f"{self.path} is damaged ({exc}); delete it to start a new record of "
                                            "ingested files (files ingested before would then go in again)") from None
         return self
@@ -448,7 +459,8 @@ def ingest(state: State, paths: tuple[str, ...], fmt: str, role: str, dry_run: b
         try:
             parsed.append((index, read_source(source, fmt, role)))
         except InputError as exc:
-            reject(index, source.label, exc, binary=source.from_directory and "looks binary" in exc.message)
+            reject(index, source.label, exc, binary=source.from_directory and
+                   ("looks binary" in exc.message or "not a regular file" in exc.message))
         except OSError as exc:
             raise click.ClickException(f"{source.label}: {exc.strerror or exc}") from exc
 

@@ -130,6 +130,10 @@ HOSTILE = [
                    b'{"role": "user", "content": "a", "time": "2025-01-01T00:00:00Z"}\n',
      'back.jsonl:2: time 2025-01-01T00:00:00+00:00 is before 2025-01-02T00:00:00+00:00, the time of the previous '
      'message; the memory takes messages in time order: sort them, or leave out "time" to use the time of ingest'),
+    # found by a bad-input audit: nesting past the recursion limit was a RecursionError traceback
+    ("deep.json", b"[" * 100_000 + b"]" * 100_000, "deep.json: malformed JSON: nested too deeply"),
+    ("deep.jsonl", b'{"role": "user", "content": "x", "metadata": {"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}\n",
+     "deep.jsonl:1: malformed JSON: nested too deeply"),
 ]
 
 
@@ -183,3 +187,19 @@ def test_a_damaged_registry_is_reported(cli, tmp_path):
     result = cli("ingest", write_jsonl(tmp_path / "b.jsonl", CHAT[1:2]))
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: {tmp_path / 'memory' / 'cli-ingested.json'} is damaged (")
+
+
+def test_deep_standard_input_and_fifos_in_folders(cli, tmp_path):
+    """Found by a bad-input audit: deep JSON on standard input was a RecursionError traceback, and a FIFO in
+    an ingested folder blocked the whole command forever on open()."""
+    import os
+
+    result = cli("ingest", "-", input="[" * 100_000 + "]" * 100_000)
+    assert result.exit_code == 1 and "nested too deeply" in result.stderr, result.output
+    folder = tmp_path / "chats"
+    folder.mkdir()
+    write_jsonl(folder / "a.jsonl", CHAT[:2])
+    os.mkfifo(folder / "pipe.txt")
+    out = summary(cli("ingest", folder, "--json"))
+    assert [(f["source"].split("/")[-1], f["status"]) for f in out["files"]] == [("a.jsonl", "ingested"),
+                                                                                ("pipe.txt", "skipped")]
