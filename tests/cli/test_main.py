@@ -94,6 +94,13 @@ def test_library_errors_become_error_lines(cli, tmp_path):
     result = cli("search", " ")
     assert result.exit_code == 1
     assert result.stderr == "Error: query: is empty or whitespace only\n"
+    # found by an audit: an unknown --model or --device was a ConfigError / RuntimeError traceback
+    result = invoke(tmp_path / "memory", "--model", "no-such-preset", "stats")
+    assert result.exit_code == 1 and result.stderr.startswith("Error: model: unknown preset 'no-such-preset'")
+    result = invoke(tmp_path / "memory", "--device", "quantum", "stats")
+    assert result.exit_code == 1 and result.stderr.startswith("Error: device: 'quantum' is not a device")
+    result = cli("ask", "hi", "--seed", str(2**70), "--temperature", "0.5")
+    assert result.exit_code == 1 and result.stderr.startswith("Error: seed: must be")
 
 
 def test_serve_passes_its_options_to_the_service(monkeypatch, tmp_path):
