@@ -111,6 +111,13 @@ class ErrorMapper:
         if isinstance(exc, RequestValidationError):
             first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
             message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+            if first.get("type") == "json_invalid":
+                # its location is a character offset into the body, not a field
+                loc = tuple(first.get("loc", ()))
+                where = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+                reason = (first.get("ctx") or {}).get("error", "")
+                return 422, "invalid_input", f"the body is not valid JSON{where}" + (f": {reason}" if reason else ""), \
+                    None, {}
             return 422, "invalid_input", message, field_of(tuple(first.get("loc", ()))), {}
         if isinstance(exc, HTTPException):
             return (exc.status_code, HTTP_TYPES.get(exc.status_code, "http_error"), str(exc.detail), None,

@@ -203,6 +203,11 @@ def test_bad_input_gets_422_naming_the_field(live, filled):
             assert response.status_code == 422, (path, body, response.text)
             error = response.json()["error"]
             assert error["type"] == "invalid_input" and error["field"] == field, (path, body, error)
+        # found by an audit: a body that is not JSON named the field "[1]" (the character offset)
+        response = client.post(base + "/messages", content=b"{not json", headers={"content-type": "application/json"})
+        assert response.status_code == 422
+        assert response.json()["error"] == {"type": "invalid_input", "field": None, "message": (
+            "the body is not valid JSON at character 1: Expecting property name enclosed in double quotes")}
         assert client.get(f"{base}/stats").json()["last_seq"] == 2
 
 
