@@ -5,6 +5,8 @@ import json
 
 import click
 
+from hsa_memory.copy_bias import DEFAULT_STRENGTH as DEFAULT_COPY_BIAS
+
 from .state import State, emit, one_line, output_options, pass_state, plain
 
 
@@ -28,11 +30,13 @@ def _listing(items, weight_name: str) -> str:
 @click.option("--seed", type=int, default=None, help="Seed for sampling (temperature > 0).")
 @click.option("--citations", type=click.IntRange(0), default=5, show_default=True,
               help="How many cited chunks to return.")
+@click.option("--copy-bias", type=click.FloatRange(0.0, 100.0), default=DEFAULT_COPY_BIAS, show_default=True,
+              help="Logit bonus for tokens that continue the answer inside the chunks it reads (0 = off).")
 @click.option("--stream", is_flag=True, help="Print the answer as it is generated (JSON: one event per line).")
 @output_options
 @pass_state
 def ask(state: State, question: str, max_tokens: int, temperature: float, top_p: float, seed: int | None,
-        citations: int, stream: bool):
+        citations: int, copy_bias: float, stream: bool):
     """Answer a question from the whole memory, with citations.
 
     \b
@@ -41,7 +45,8 @@ def ask(state: State, question: str, max_tokens: int, temperature: float, top_p:
     from hsa_memory import Answer
 
     mem = state.memory()
-    options = dict(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, citations=citations)
+    options = dict(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, citations=citations,
+                   copy_bias=copy_bias)
     answer = Answer("")
     if stream:
         for piece in mem.ask_stream(question, answer=answer, **options):

@@ -15,6 +15,7 @@ from hsa_memory.model import RetrievalTrace
 from hsa_memory.model.generation import generate
 
 from hsa_memory.model.tokenizer import render_turn
+from .copy_bias import DEFAULT_STRENGTH, CopyBias
 from .types import Answer, Citation, Hit
 
 
@@ -40,8 +41,11 @@ class AskPipeline:
 
     def stream(self, question: str, tail_ids: list[int], stream_position: int, answer: Answer, *,
                max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
-               citations: int = 5) -> Iterator[str]:
-        """Yield the answer's text as it is generated; fills ``answer`` (text, citations, timings) at the end."""
+               citations: int = 5, copy_bias: float = DEFAULT_STRENGTH) -> Iterator[str]:
+        """Yield the answer's text as it is generated; fills ``answer`` (text, citations, timings) at the end.
+
+        ``copy_bias``: the logit bonus of tokens that continue the answer inside the chunks it reads
+        (``copy_bias.CopyBias``; 0 = the model alone)."""
         started = time.perf_counter()
         prompt = self.prompt(question)
         memory = self.memory()
@@ -55,7 +59,8 @@ class AskPipeline:
         first_token_at = None
         for token in generate(self.model, prompt, memory=memory, start_position=stream_position, caches=caches,
                               max_new_tokens=max_new_tokens, stop_ids=(config.im_end_token_id, config.eos_token_id),
-                              temperature=temperature, top_p=top_p, generator=generator, trace=trace):
+                              temperature=temperature, top_p=top_p, generator=generator, trace=trace,
+                              logits_processor=CopyBias(self.store, self.tokenizer, trace, copy_bias) if copy_bias else None):
             if first_token_at is None:
                 first_token_at = time.perf_counter()
             tokens.append(token)

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import torch
 
+from .copy_bias import DEFAULT_STRENGTH as DEFAULT_COPY_BIAS
 from .errors import InvalidInput, MemoryClosed, ModelMismatch
 from .types import Answer, Hit
 
@@ -133,6 +134,11 @@ def check_ask_options(seed: Any, citations: Any, answer: Any) -> None:
         raise InvalidInput("citations", f"must be an int >= 0, got {citations!r}")
     if answer is not None and not isinstance(answer, Answer):
         raise InvalidInput("answer", f"must be an Answer to fill, got {type(answer).__name__}")
+
+
+def check_copy_bias(copy_bias: Any) -> None:
+    if not isinstance(copy_bias, (int, float)) or isinstance(copy_bias, bool) or not 0 <= copy_bias <= 100:
+        raise InvalidInput("copy_bias", f"must be a number in [0, 100] (0 = off), got {copy_bias!r}")
 
 
 def check_chunk_ids(chunk_ids: Any) -> list[int]:
@@ -309,11 +315,16 @@ class Memory:
         return AskPipeline(self.loaded.model, self.loaded.tokenizer, self.store, self._positions, self._recent)
 
     def ask_stream(self, question: str, *, max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
-                   seed: int | None = None, citations: int = 5, answer: Answer | None = None) -> Iterator[str]:
-        """Stream the answer's text; pass an ``Answer`` to receive its citations and timings at the end."""
+                   seed: int | None = None, citations: int = 5, answer: Answer | None = None,
+                   copy_bias: float = DEFAULT_COPY_BIAS) -> Iterator[str]:
+        """Stream the answer's text; pass an ``Answer`` to receive its citations and timings at the end.
+
+        ``copy_bias`` (≥ 0) favours tokens that continue the answer inside the chunks it reads, so values
+        are copied rather than paraphrased (``hsa_memory.copy_bias``); 0 leaves the model alone."""
         check_text("question", question)
         check_sampling(temperature, top_p, max_new_tokens)
         check_ask_options(seed, citations, answer)
+        check_copy_bias(copy_bias)
         self._check_open()
         self._refresh()
         with self._lock:  # appends hold it while they move the stream: tail and position must match
@@ -322,7 +333,7 @@ class Memory:
         yield from self._asker().stream(question, tail, position,
                                         answer if answer is not None else Answer(""),
                                         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                        seed=seed, citations=citations)
+                                        seed=seed, citations=citations, copy_bias=float(copy_bias))
 
     def ask(self, question: str, **options) -> Answer:
         """Answer a question from the whole memory, with citations ranked by the attention they got."""

@@ -1,7 +1,7 @@
 """Token-by-token generation with per-layer SWA caches, reading an optional external memory."""
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -36,13 +36,15 @@ def generate(model: HSAForCausalLM, prompt_ids: Sequence[int] | torch.Tensor, *,
              memory: ExternalMemory | None = None, start_position: int = 0, max_new_tokens: int = 256,
              stop_ids: Sequence[int] = (), temperature: float = 0.0, top_p: float = 1.0,
              generator: torch.Generator | None = None, trace: RetrievalTrace | None = None,
-             caches: list[KVCache | None] | None = None) -> Iterator[int]:
+             caches: list[KVCache | None] | None = None,
+             logits_processor: Callable[[list[int], torch.Tensor], torch.Tensor] | None = None) -> Iterator[int]:
     """Yield generated token ids until a stop id (not yielded) or ``max_new_tokens``.
 
     The prompt sits at stream positions ``start_position`` onwards, so HSA layers see exactly the
     memory chunks that end before each token. Without ``memory`` the HSA layers stay silent.
     ``caches`` (from ``new_caches``, already holding what precedes the prompt) continue a context;
-    they are extended in place.
+    they are extended in place. ``logits_processor(generated_ids, logits)`` may reshape each step's
+    logits (a copy bias, say) before the token is chosen.
     """
     device = model.lm_head.weight.device
     prompt = torch.as_tensor(prompt_ids, dtype=torch.long, device=device).view(1, -1)
@@ -55,10 +57,14 @@ def generate(model: HSAForCausalLM, prompt_ids: Sequence[int] | torch.Tensor, *,
     logits = model.lm_head(hidden[0, -1])
     position = start_position + prompt.shape[1]
     stops = set(int(s) for s in stop_ids)
+    generated: list[int] = []
     for _ in range(max_new_tokens):
+        if logits_processor is not None:
+            logits = logits_processor(generated, logits)
         token = next_token(logits, temperature, top_p, generator)
         if token in stops:
             return
+        generated.append(token)
         yield token
         step = torch.tensor([[token]], device=device)
         hidden = model.model(step, torch.tensor([position], device=device), memory=memory, caches=caches, trace=trace)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from hsa_memory.memory import ROLES
+from hsa_memory.copy_bias import DEFAULT_STRENGTH as DEFAULT_COPY_BIAS
 
 MAX_INT64 = 2**63 - 1
 
@@ -110,6 +111,9 @@ class AskRequest(Strict):
     top_p: float = Field(1.0, ge=1e-6, le=1.0)
     seed: int | None = Field(None, ge=0, le=MAX_INT64)
     citations: int = Field(5, ge=0, le=50)
+    copy_bias: float = Field(DEFAULT_COPY_BIAS, ge=0.0, le=100.0,
+                             description="logit bonus for tokens that continue the answer inside the chunks it "
+                                         "reads (0 = the model alone)")
 
 
 class CitationOut(BaseModel):

@@ -242,7 +242,8 @@ def test_lone_surrogates_are_invalid_input(memory, kwargs, field):
     ({"top_p": 0}, "top_p"), ({"top_p": 1.5}, "top_p"), ({"max_new_tokens": 0}, "max_new_tokens"),
     # found by a bad-input audit: these raised TypeError, RuntimeError or ValueError mid-generation
     ({"citations": "5"}, "citations"), ({"citations": -1}, "citations"), ({"seed": "7"}, "seed"),
-    ({"seed": 2**70}, "seed"),
+    ({"seed": 2**70}, "seed"), ({"copy_bias": -1.0}, "copy_bias"), ({"copy_bias": float("nan")}, "copy_bias"),
+    ({"copy_bias": "3"}, "copy_bias"), ({"copy_bias": True}, "copy_bias"), ({"copy_bias": 1e9}, "copy_bias"),
 ])
 def test_bad_sampling_options(memory, options, field):
     memory.append("hello there")
