@@ -52,6 +52,7 @@ class Source:
     label: str
     path: Path | None  # None: standard input
     from_directory: bool = False
+    root: Path | None = None  # the resolved folder it was found in: a link out of it is not followed
 
 
 @dataclass
@@ -110,7 +111,8 @@ def find_sources(paths: tuple[str, ...], memory_dir: Path | None) -> list[Source
         if raw == "-":
             sources.append(Source("<stdin>", None))
         elif Path(raw).is_dir():
-            sources += [Source(str(p), p, from_directory=True) for p in _walk(Path(raw), exclude)]
+            root = Path(raw).resolve()
+            sources += [Source(str(p), p, from_directory=True, root=root) for p in _walk(Path(raw), exclude)]
         else:
             sources.append(Source(raw, Path(raw)))
     return sources
@@ -330,6 +332,10 @@ def read_source(source: Source, forced: str, role: str) -> Parsed:
         if source.from_directory and not source.path.is_file():
             # a FIFO would block the whole ingest on open; a device or socket is no chat log either
             raise InputError(source.label, None, "is not a regular file (a FIFO, socket or device); skipped")
+        if source.root is not None and not source.path.resolve().is_relative_to(source.root):
+            # a folder handed over for ingest must not pull in files from elsewhere (~/.ssh, /etc) by links
+            raise InputError(source.label, None, "is a link to a file outside the folder; skipped (name it "
+                                                 "on its own to ingest it)")
         stream = open(source.path, "rb")
         fmt = _format_of(source.path, forced)
     with stream:
@@ -460,7 +466,8 @@ def ingest(state: State, paths: tuple[str, ...], fmt: str, role: str, dry_run: b
             parsed.append((index, read_source(source, fmt, role)))
         except InputError as exc:
             reject(index, source.label, exc, binary=source.from_directory and
-                   ("looks binary" in exc.message or "not a regular file" in exc.message))
+                   ("looks binary" in exc.message or "not a regular file" in exc.message
+                    or "outside the folder" in exc.message))
         except OSError as exc:
             raise click.ClickException(f"{source.label}: {exc.strerror or exc}") from exc
 

@@ -239,6 +239,7 @@ class Memory:
         """Encode events appended (by this or another process) since the last commit."""
         from .ingest import Ingestor
 
+        self._check_open()
         with self._lock, self.store.writer():
             if not self.ingestor.is_current():
                 self.ingestor = Ingestor(self.loaded.model, self.loaded.tokenizer, self.store)

@@ -203,3 +203,21 @@ def test_deep_standard_input_and_fifos_in_folders(cli, tmp_path):
     out = summary(cli("ingest", folder, "--json"))
     assert [(f["source"].split("/")[-1], f["status"]) for f in out["files"]] == [("a.jsonl", "ingested"),
                                                                                 ("pipe.txt", "skipped")]
+
+
+def test_links_out_of_an_ingested_folder_are_not_followed(cli, tmp_path):
+    """Found by a bad-input audit: a folder's symlink to /etc/passwd (or any file elsewhere) was ingested."""
+    import os
+
+    outside = tmp_path / "secret.txt"
+    outside.write_text("the private key is hunter2\n")
+    folder = tmp_path / "chats"
+    (folder / "sub").mkdir(parents=True)
+    write_jsonl(folder / "a.jsonl", CHAT[:2])
+    os.symlink(outside, folder / "leak.txt")
+    os.symlink(folder / "a.jsonl", folder / "sub" / "inside.jsonl")  # a link within the folder is followed
+    out = summary(cli("ingest", folder, "--json"))
+    statuses = {f["source"].split("/")[-1]: f["status"] for f in out["files"]}
+    assert statuses == {"a.jsonl": "ingested", "leak.txt": "skipped", "inside.jsonl": "duplicate"}, out
+    named = summary(cli("ingest", folder / "leak.txt", "--json"))  # named on its own, it is the user's choice
+    assert [f["status"] for f in named["files"]] == ["ingested"]

@@ -193,6 +193,8 @@ def test_closed_memory_refuses_work(tmp_path, tiny_loaded):
         mem.append("late")
     with pytest.raises(MemoryClosed):
         mem.search("late")
+    with pytest.raises(MemoryClosed):  # was a silent 0
+        mem.catch_up()
 
 
 def test_concurrent_writer_in_another_process(tmp_path, tiny_loaded):
