@@ -33,7 +33,7 @@ from . import landmarks as landmark_file
 from .catalog import Catalog, ChunkRow, ForgottenRange, MemoryRow, SegmentRow, SnapshotRow
 from .errors import (ModelMismatch, SnapshotChecksumError, SnapshotError, SnapshotTruncated, SnapshotVersionError,
                      StoreExists, UnsafeSnapshotPath)
-from .events import decode_line, encode_event
+from .events import IntervalSet, decode_line, encode_event
 from .fsio import fsync_dir, publish, temp_path
 from .layout import KVLayout
 from .records import NewChunk, from_micros, now_us
@@ -256,6 +256,9 @@ def _parse_manifest(data: bytes) -> dict:
             _count(field, manifest[field])
         for field in ("events", "chunks"):
             _count(f"counts.{field}", manifest["counts"][field])
+        if manifest["encoded_upto_seq"] >= manifest["next_seq"]:
+            raise ValueError(f"encoded_upto_seq {manifest['encoded_upto_seq']} is not below next_seq "
+                             f"{manifest['next_seq']}")
         _text("model_id", manifest["model_id"])
         _text("weight_hash", manifest["weight_hash"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -306,6 +309,36 @@ def _check_chunk(record) -> None:
         if field not in record:
             raise ValueError(f"a chunk record lacks {field!r}")
         check_field(field, record[field])
+    # what MemoryStore.add_chunks refuses to store
+    if not record["token_start"] < record["token_end"]:
+        raise ValueError(f"chunk {record['id']}: token span {record['token_start']}..{record['token_end']} "
+                         "is empty or backwards")
+    if not 1 <= record["first_seq"] <= record["last_seq"]:
+        raise ValueError(f"chunk {record['id']}: event span {record['first_seq']}..{record['last_seq']} is invalid")
+    if record["time_start_us"] > record["time_end_us"]:
+        raise ValueError(f"chunk {record['id']}: time_start_us is after time_end_us")
+    if record["id"] < 1:
+        raise ValueError(f"chunk id {record['id']} is below 1, the first id a store hands out")
+
+
+def _check_chunk_order(chunks: list[dict], event_seqs: IntervalSet) -> None:
+    """Chunk records against each other and the events, as a store holds them.
+
+    In position order chunk ids increase (a store hands them out in the order it adds chunks, and adds
+    them in position order). A live chunk's first and last events are live too (forgetting either
+    forgets the chunk), so both are in events.jsonl; the events between them may have been forgotten
+    before the chunk closed, their tokens scrubbed from it.
+    """
+    previous = None
+    for c in chunks:
+        if previous is not None and (c["position"] <= previous["position"] or c["id"] <= previous["id"]):
+            raise SnapshotError(f"chunks.jsonl: chunk {c['id']} at position {c['position']} does not follow "
+                                f"chunk {previous['id']} at position {previous['position']}")
+        for field in ("first_seq", "last_seq"):
+            if c[field] not in event_seqs:
+                raise SnapshotError(f"chunks.jsonl: chunk {c['id']} has {field} {c[field]}, "
+                                    "which is no event of the snapshot")
+        previous = c
 
 
 class _Checker:
@@ -316,6 +349,8 @@ class _Checker:
         self.layout = KVLayout(**manifest["layout"])
         self.seen: set[str] = set()
         self.chunks: list[dict] = []
+        # the seqs of the snapshot's events, as runs of consecutive seqs
+        self.event_seqs = IntervalSet([], [])
 
     def member(self, member: tarfile.TarInfo, fobj) -> None:
         name = member.name
@@ -335,6 +370,7 @@ class _Checker:
         missing = [n for n in MEMBERS if n not in self.seen]
         if missing:
             raise SnapshotTruncated(f"the snapshot lacks {missing}; it was cut short")
+        _check_chunk_order(self.chunks, self.event_seqs)
 
     def _events_jsonl(self, blocks) -> None:
         count, previous = 0, 0
@@ -342,6 +378,12 @@ class _Checker:
             event = decode_line(line)
             if event is None or event.seq <= previous:
                 raise SnapshotChecksumError(f"events.jsonl record {count + 1} fails its checksum or order")
+            seqs = self.event_seqs
+            if seqs.his and seqs.his[-1] + 1 == event.seq:
+                seqs.his[-1] = event.seq
+            else:
+                seqs.los.append(event.seq)
+                seqs.his.append(event.seq)
             previous = event.seq
             count += 1
         if count != self.manifest["counts"]["events"] or previous >= self.manifest["next_seq"]:

@@ -260,3 +260,56 @@ def test_hand_made_fields_with_valid_checksums_raise_snapshot_errors(good, tmp_p
             pytest.fail(f"{name}: no error")
         assert_untouched(tmp_path, before)
         path.unlink()
+
+
+def test_hand_made_chunk_records_that_disagree_with_the_events_raise_snapshot_errors(good, tmp_path):
+    """Found by an audit: chunk records were checked for types only, so a hand-made snapshot (checksums
+    recomputed) whose chunk cited first_seq=10**6 imported and verify() then said OK; forget(), which finds a
+    chunk through its events, could never reach such a chunk."""
+    from hsa_memory.store.errors import SnapshotError
+
+    members = unpack(good)
+    # the source: events 1, 2, 4..9 (3 was forgotten with its chunk), chunks 1, 2, 4..8 of one event each
+
+    def chunk(index, **fields):
+        return {"chunks.jsonl": edit_json(lambda rs: rs[index].update(fields), lines=True)}
+
+    def swap_ids(rs):
+        rs[0]["id"], rs[1]["id"] = rs[1]["id"], rs[0]["id"]
+
+    cases = {
+        "first_seq-huge": chunk(0, first_seq=10**6),
+        "span-past-the-events": chunk(0, first_seq=10**6, last_seq=10**6),
+        "span-past-next_seq": chunk(6, last_seq=12),
+        "first_seq-after-last_seq": chunk(1, first_seq=2, last_seq=1),
+        "first_seq-zero": chunk(0, first_seq=0),
+        "cites-a-forgotten-event": chunk(1, first_seq=3, last_seq=3),
+        "token-span-empty": chunk(0, token_end=0),
+        "token-span-backwards": chunk(2, token_start=1000, token_end=10),
+        "time-backwards": chunk(0, time_start_us=10**15, time_end_us=0),
+        "ids-against-positions": {"chunks.jsonl": edit_json(swap_ids, lines=True)},
+        "id-zero": chunk(0, id=0),
+        "cursor-past-the-log": {"manifest.json": edit_json(lambda m: m.__setitem__("encoded_upto_seq",
+                                                                                  m["next_seq"]))},
+    }
+    before = sorted(os.listdir(tmp_path))
+    for name, edits in cases.items():
+        path = tmp_path.parent / f"{tmp_path.name}-{name}.hsamem"
+        pack(path, rehash(members, edits))
+        with pytest.raises(SnapshotError):
+            MemoryStore.import_snapshot(path, tmp_path / "dst")
+            pytest.fail(f"{name}: no error")
+        assert_untouched(tmp_path, before)
+        path.unlink()
+
+
+def test_a_chunk_spanning_a_forgotten_event_still_imports(good, tmp_path):
+    """A chunk's first and last events must be in the snapshot, not every event between them: one forgotten
+    while its tokens sat in the open chunk is scrubbed from it, and the chunk closes across the gap."""
+    members = unpack(good)
+    path = tmp_path / "gap.hsamem"
+    pack(path, rehash(members, {"chunks.jsonl": edit_json(lambda rs: rs[1].update(last_seq=4), lines=True)}))
+    with MemoryStore.import_snapshot(path, tmp_path / "dst") as dst:
+        infos = dst.chunks(dst.landmarks()[1].tolist())
+        assert [(i.first_seq, i.last_seq) for i in infos][:2] == [(1, 1), (2, 4)]
+        assert dst.verify().ok
