@@ -305,8 +305,10 @@ class EventLog:
         self.raise_floor(high + 1)
         return removed
 
-    def verify(self, report: VerifyReport) -> int:
-        """Check every record's checksum and the seq order; returns the number of records seen."""
+    def verify(self, report: VerifyReport, seqs: IntervalSet | None = None) -> int:
+        """Check every record's checksum and the seq order; returns the number of records seen.
+
+        ``seqs``, when given (empty), receives the seqs of the records that pass, as runs of consecutive seqs."""
         previous, count = 0, 0
         for first, path in self.files():
             for offset, line in self._read_lines(path):
@@ -316,6 +318,12 @@ class EventLog:
                     continue
                 if event.seq <= previous or event.seq < first:
                     report.add(f"event log {path.name}: seq {event.seq} out of order after {previous}")
+                if seqs is not None and event.seq > previous:
+                    if seqs.his and seqs.his[-1] + 1 == event.seq:
+                        seqs.his[-1] = event.seq
+                    else:
+                        seqs.los.append(event.seq)
+                        seqs.his.append(event.seq)
                 previous = max(previous, event.seq)
                 count += 1
         return count

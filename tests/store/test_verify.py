@@ -112,3 +112,57 @@ def test_new_weights_drop_derived_data(store, catalog_url):
         assert again.model_id == "m2"
         assert again.repair(rebuild, weight_hash="ef" * 32).ok
         assert again.weight_hash == "ef" * 32 and again.landmarks()[1].tolist() == [6, 7, 8, 9, 10]
+
+
+def test_a_chunk_closed_across_an_event_forgotten_in_the_open_chunk_verifies(store):
+    """Found by an audit: forget() of an event whose tokens sat in the open chunk scrubs them, and the chunk
+    closes later with first_seq..last_seq spanning the forgotten seq (the Memory API does this: append, forget
+    where=..., append more). verify() called that chunk 'live but made from forgotten events' and repair()
+    would re-encode the whole memory into the same report."""
+    feed = Feeder(store)
+    first = feed.event("kept", minutes=10)
+    gone = feed.event("secret", minutes=11, metadata={"s": "x"})
+    assert store.forget(where={"s": "x"}) == 1
+    last = feed.event("kept too", minutes=12)
+    feed.chunk(first, last)
+    assert first < gone < last
+    report = store.verify()
+    assert report.ok, report.problems
+
+
+@pytest.mark.parametrize("fields, problem", [
+    ({"first_seq": 10**6}, "event span 1000000..3 is invalid"),
+    ({"first_seq": 0}, "event span 0..3 is invalid"),
+    ({"token_end": 0}, "token span 128..0 is empty or backwards"),
+    ({"time_start_us": 2**62}, "time span starts after it ends"),
+    ({"id": 99}, "has a lower id than chunk 99 before it"),
+])
+def test_inconsistent_chunk_rows_are_reported(store, fields, problem):
+    """Found by an audit: verify() checked a chunk's last_seq against the log and nothing else of its spans, so a
+    row whose first_seq was 10**6 (as a hand-made snapshot could import) verified OK."""
+    from sqlalchemy import update
+
+    from hsa_memory.store.catalog import ChunkRow, MemoryRow
+
+    with store._catalog.write() as conn:
+        conn.execute(update(MemoryRow).where(MemoryRow.id == store._memory_id).values(next_chunk_id=100))
+        conn.execute(update(ChunkRow).where(ChunkRow.memory_id == store._memory_id, ChunkRow.id == 3)
+                     .values(**fields))
+    report = store.verify()
+    assert any(problem in p for p in report.problems), report.problems
+
+
+def test_a_chunk_citing_a_seq_the_log_never_held_is_reported(store):
+    """A seq inside the log's range that no record holds (skipped by a snapshot's floor, say) and that was not
+    forgotten: no live chunk can be made from it."""
+    from sqlalchemy import update
+
+    from hsa_memory.store.catalog import ChunkRow
+
+    store._events.raise_floor(20)
+    Feeder(store).event("after the floor")
+    with store._catalog.write() as conn:
+        conn.execute(update(ChunkRow).where(ChunkRow.memory_id == store._memory_id, ChunkRow.id == 5)
+                     .values(first_seq=12, last_seq=12))
+    report = store.verify()
+    assert report.problems == ["catalog: chunk 5 cites seqs [12], which are no records of the event log"]
