@@ -15,11 +15,11 @@ import torch
 
 from .copy_bias import DEFAULT_STRENGTH as DEFAULT_COPY_BIAS
 from .errors import InvalidInput, MemoryClosed, ModelMismatch
+from hsa_memory.store.events import ROLES
 from .types import Answer, Hit
 
 log = logging.getLogger(__name__)
 
-ROLES = ("system", "user", "assistant", "tool")
 # one append may hold at most this many characters (streamed through in bounded memory)
 MAX_APPEND_CHARS = 64 * 1024 * 1024
 

@@ -21,6 +21,8 @@ from .fsio import fsync_dir, is_temp_name, publish, remove_durably, temp_path
 from .records import Event, VerifyReport, utc
 
 SUFFIX = ".jsonl"
+# the roles of the interaction stream (hsa_memory.Memory.append takes these; ChatML renders each)
+ROLES = ("system", "user", "assistant", "tool")
 
 
 def _first_seq(path: Path) -> int:
@@ -41,10 +43,24 @@ def encode_event(event: Event) -> bytes:
     return (canonical(record) + "\n").encode()
 
 
+def content_problem(text: str, role: str) -> str | None:
+    """Why an event's role or text is refused (what ``Memory.append`` refuses), or None."""
+    if role not in ROLES:
+        return f"role {role[:40]!r} is not one of {list(ROLES)}"
+    if not text.strip():
+        return "text is empty or whitespace only"
+    if "\x00" in text:
+        return "text contains NUL characters (binary data?)"
+    return None
+
+
 def make_event(seq: int, text: str, role: str, time: datetime, metadata: dict | None) -> Event:
     """Validate one append's fields and seal them with their checksum."""
     if not isinstance(text, str) or not isinstance(role, str):
         raise InvalidEvent(f"text and role must be str, got {type(text).__name__} and {type(role).__name__}")
+    problem = content_problem(text, role)
+    if problem is not None:
+        raise InvalidEvent(problem)
     metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict):
         raise InvalidEvent(f"metadata must be a dict, got {type(metadata).__name__}")

@@ -33,7 +33,7 @@ from . import landmarks as landmark_file
 from .catalog import Catalog, ChunkRow, ForgottenRange, MemoryRow, SegmentRow, SnapshotRow
 from .errors import (ModelMismatch, SnapshotChecksumError, SnapshotError, SnapshotTruncated, SnapshotVersionError,
                      StoreExists, UnsafeSnapshotPath)
-from .events import IntervalSet, decode_line, encode_event
+from .events import IntervalSet, content_problem, decode_line, encode_event
 from .fsio import fsync_dir, publish, temp_path
 from .layout import KVLayout
 from .records import NewChunk, from_micros, now_us
@@ -378,6 +378,10 @@ class _Checker:
             event = decode_line(line)
             if event is None or event.seq <= previous:
                 raise SnapshotChecksumError(f"events.jsonl record {count + 1} fails its checksum or order")
+            # a valid checksum over content no append accepts: a hand-made snapshot
+            problem = content_problem(event.text, event.role)
+            if problem is not None:
+                raise SnapshotError(f"events.jsonl record {count + 1} (seq {event.seq}): {problem}")
             seqs = self.event_seqs
             if seqs.his and seqs.his[-1] + 1 == event.seq:
                 seqs.his[-1] = event.seq

@@ -36,7 +36,8 @@ def append(log, text, meta=None, minutes=0):
 
 def test_round_trip_keeps_every_field(tmp_path):
     log = new_log(tmp_path)
-    texts = ["plain", "line one\nline two \u2028 é 日本 🙂", ""]
+    # (empty text is refused since the store applies Memory.append's rules: see the test below)
+    texts = ["plain", "line one\nline two \u2028 é 日本 🙂", " \t spaces kept \t "]
     meta = {"nested": {"a": [1, 2.5, None, True]}, "k": "v"}
     seqs = [append(log, t, meta, i) for i, t in enumerate(texts)]
     assert seqs == [1, 2, 3]
@@ -121,3 +122,19 @@ def test_bad_fields_are_refused():
     # other zones are accepted and stored as UTC
     event = make_event(1, "x", "user", datetime(2024, 1, 1, 5, tzinfo=timezone(timedelta(hours=5))), {})
     assert event.time == datetime(2024, 1, 1, 0, tzinfo=timezone.utc) and event.time.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize("text, role, problem", [
+    ("x", "narrator", "is not one of"),
+    ("x", "", "is not one of"),
+    ("", "user", "empty"),
+    (" \n", "user", "empty"),
+    ("a\x00b", "user", "NUL"),
+])
+def test_content_memory_append_refuses_is_refused_by_the_store_too(text, role, problem):
+    """Found by an audit: the store took any role string and text with NUL characters, which Memory.append
+    refuses; a snapshot of such a store would not import now that import applies the same rules."""
+    with pytest.raises(InvalidEvent, match=problem):
+        make_event(1, text, role, T0, {})
+    for role in ("system", "user", "assistant", "tool"):
+        assert make_event(1, "ok", role, T0, {}).role == role

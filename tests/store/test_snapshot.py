@@ -291,6 +291,12 @@ def test_hand_made_chunk_records_that_disagree_with_the_events_raise_snapshot_er
         "id-zero": chunk(0, id=0),
         "cursor-past-the-log": {"manifest.json": edit_json(lambda m: m.__setitem__("encoded_upto_seq",
                                                                                   m["next_seq"]))},
+        # what Memory.append refuses (found by the same audit): any role string, text with NUL, empty text
+        "event-role-unknown": {"events.jsonl": edit_events(lambda rs: rs[0].__setitem__("role", "narrator"))},
+        "event-role-empty": {"events.jsonl": edit_events(lambda rs: rs[0].__setitem__("role", ""))},
+        "event-text-nul": {"events.jsonl": edit_events(lambda rs: rs[0].__setitem__("text", "a\x00b"))},
+        "event-text-empty": {"events.jsonl": edit_events(lambda rs: rs[0].__setitem__("text", ""))},
+        "event-text-blank": {"events.jsonl": edit_events(lambda rs: rs[0].__setitem__("text", " \n"))},
     }
     before = sorted(os.listdir(tmp_path))
     for name, edits in cases.items():
