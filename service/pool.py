@@ -139,18 +139,10 @@ class MemoryPool:
 
     def import_snapshot(self, memory_id: str, snapshot: Path, reencode: bool) -> None:
         """Build a memory from a snapshot (checked completely before anything is written) and keep it open."""
-        if self.settings.catalog_url is None:
-            memory = Memory.import_snapshot(snapshot, self.path(memory_id), reencode=reencode, model=self.loaded)
-        else:
-            # Memory.import_snapshot does not hand catalog_url to the store, which then builds a SQLite
-            # catalog that Memory(catalog_url=...) refuses to open; call the store directly until it does
-            from hsa_memory.store import MemoryStore
-
-            MemoryStore.import_snapshot(snapshot, self.path(memory_id), expected_model_id=self.loaded.model_id,
-                                        expected_weight_hash=self.loaded.weight_hash, reencode=reencode,
-                                        catalog_url=self.settings.catalog_url).close()
-            memory = Memory(self.path(memory_id), model=self.loaded, catalog_url=self.settings.catalog_url,
-                            create=False)
+        # Memory.import_snapshot hands catalog_url to the store, so the imported rows land in the shared
+        # catalog; and when the imported state does not open as a memory it removes the half-made one
+        memory = Memory.import_snapshot(snapshot, self.path(memory_id), reencode=reencode, model=self.loaded,
+                                        catalog_url=self.settings.catalog_url)
         self._adopt(memory_id, memory)
 
     def _adopt(self, memory_id: str, memory: Memory) -> None:

@@ -59,3 +59,24 @@ def test_two_servers_share_a_postgresql_catalog(tmp_path, tiny_loaded, pg_url):
         assert second.get(f"/v1/memories/{copy_id}").status_code == 404
         assert second.get(f"{base}/stats").json()["last_seq"] == 2
     assert count(conn, schema, "service_keys", "WHERE tenant_id = 'acme'") == 1
+
+
+def test_a_snapshot_whose_state_does_not_open_leaves_no_rows_in_postgresql(tmp_path, tiny_loaded, pg_url):
+    """With a PostgreSQL catalog the pool imported through the store directly (a workaround for an old
+    Memory.import_snapshot that dropped catalog_url) and so skipped Memory's clean-up: a snapshot that passes every
+    check but whose ingest state does not load answered 500 and left its directory and catalog rows behind."""
+    from .test_routes import with_bad_state
+
+    url, schema, conn = pg_url
+    settings = make_settings(tmp_path / "shared", catalog_url=url)
+    _, token = create_key("acme", settings=settings)
+    with LiveServer(create_app(settings, model=tiny_loaded)) as one, one.client(token) as client:
+        memory_id = client.post("/v1/memories", json={"name": "src"}).json()["id"]
+        assert client.post(f"/v1/memories/{memory_id}/messages", json={"text": "Some text. " * 30}).status_code == 200
+        snapshot = client.get(f"/v1/memories/{memory_id}/export").content
+        before = sorted(p.name for p in settings.memories_dir.iterdir())
+        response = client.post("/v1/memories/import", content=with_bad_state(snapshot))
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["type"] == "invalid_snapshot"
+        assert sorted(p.name for p in settings.memories_dir.iterdir()) == before
+        assert count(conn, schema, "memories") == 1 and count(conn, schema, "service_memories") == 1
