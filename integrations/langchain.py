@@ -18,7 +18,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from langchain_core.callbacks import CallbackManagerForRetrieverRun, CallbackManagerForToolRun
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun, CallbackManagerForToolRun,
+)
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.documents import Document
 from langchain_core.messages import (
@@ -26,6 +28,7 @@ from langchain_core.messages import (
     messages_from_dict,
 )
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables.config import run_in_executor
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,6 +56,12 @@ def event_time(event) -> datetime:
     return datetime.fromisoformat(original) if isinstance(original, str) else event.time
 
 
+def _events(memory: Memory):
+    """The memory's live events; ``MemoryClosed`` once it is closed (its store still reads, silently empty)."""
+    memory._check_open()
+    return memory.store.events()
+
+
 def forget_exactly(memory: Memory, where: Mapping[str, Any]) -> int:
     """Forget the events whose metadata holds every ``where`` item, and only those; returns their count.
 
@@ -61,7 +70,7 @@ def forget_exactly(memory: Memory, where: Mapping[str, Any]) -> int:
     events in time order, so they get the current time). Not atomic: a message appended by another
     process while this runs can be lost if it shares a forgotten chunk.
     """
-    live = list(memory.store.events())
+    live = list(_events(memory))
     keep = [event for event in live if not _matches(event.metadata, where)]
     if len(keep) == len(live):
         return 0
@@ -79,13 +88,20 @@ def _message_text(message: BaseMessage) -> str:
     parts = [message.text]
     for call in getattr(message, "tool_calls", None) or []:
         parts.append(f"[tool call] {call['name']}({json.dumps(call['args'], ensure_ascii=False)})")
-    text = "\n".join(p for p in parts if p)
+    # the memory refuses NUL characters (binary data) in what the model reads; the message itself, NULs
+    # and all, is kept in metadata
+    text = "\n".join(p for p in parts if p).replace("\x00", "\ufffd")
     return text if text.strip() else "(empty message)"
+
+
+# ChatMessage roles as LangChain spells them (langchain_core.messages.utils) → the memory's roles
+CHAT_ROLES = {"system": "system", "developer": "system", "user": "user", "human": "user", "assistant": "assistant",
+              "ai": "assistant", "tool": "tool", "function": "tool"}
 
 
 def _role_of(message: BaseMessage) -> str:
     if isinstance(message, ChatMessage):
-        return message.role if message.role in ("system", "user", "assistant", "tool") else "user"
+        return CHAT_ROLES.get(message.role, "user")
     for cls, role in ROLE_OF.items():
         if isinstance(message, cls):
             return role
@@ -108,7 +124,7 @@ class HSAMemoryChatHistory(BaseChatMessageHistory):
 
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]
-        events = [e for e in self.memory.store.events() if e.metadata.get(SESSION_KEY) == self.session_id]
+        events = [e for e in _events(self.memory) if e.metadata.get(SESSION_KEY) == self.session_id]
         # messages put back by forget_exactly come last in the log but keep their original time
         events.sort(key=lambda e: (event_time(e), e.seq))
         return [self._to_message(e) for e in events]
@@ -156,6 +172,12 @@ class HSAMemoryRetriever(BaseRetriever):
                          metadata={"chunk_id": hit.chunk_id, "score": hit.score, "roles": list(hit.roles),
                                    "role": hit.roles[0] if hit.roles else None, "time": _when(hit.time)})
                 for hit in hits]
+
+    async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun,
+                                       k: int | None = None) -> list[Document]:
+        # BaseRetriever's default takes no ``k``: ``ainvoke(query, k=2)`` raised TypeError
+        return await run_in_executor(None, self._get_relevant_documents, query,
+                                     run_manager=run_manager.get_sync(), k=k)
 
 
 class AskInput(BaseModel):

@@ -158,3 +158,69 @@ def test_no_deprecated_langchain_memory_api():
     source = Path(integration.__file__).read_text() + Path(integration.__file__).with_name("langgraph.py").read_text()
     for name in ("BaseMemory", "ConversationBufferMemory", "langchain.memory", "langchain_community"):
         assert name not in source
+
+
+def test_chat_history_gives_the_model_chat_message_roles_as_langchain_spells_them(memory):
+    """Found by an audit: ChatMessage(role="ai") (or "developer", "function") reached the model as a user turn;
+    LangChain's own message conversion reads these roles as assistant, system and tool."""
+    from langchain_core.messages import ChatMessage, FunctionMessage
+
+    history = HSAMemoryChatHistory(memory, "roles")
+    messages = [ChatMessage(role="ai", content="an AI turn"), ChatMessage(role="human", content="a human turn"),
+                ChatMessage(role="developer", content="a developer turn"), ChatMessage(role="function", content="42"),
+                ChatMessage(role="critic", content="an unknown role"), FunctionMessage(name="f", content="f out")]
+    history.add_messages(messages)
+    assert [e.role for e in memory.store.events()] == ["assistant", "user", "system", "tool", "user", "tool"]
+    assert history.messages == messages
+
+
+def test_chat_history_keeps_a_message_with_nul_characters(memory):
+    """Found by an audit: a tool's output holding a NUL character made add_messages raise InvalidInput (the memory
+    refuses NUL in text); the model now reads U+FFFD there and the message comes back exactly."""
+    history = HSAMemoryChatHistory(memory, "nul")
+    message = ToolMessage("header\x00binary tail", tool_call_id="c1")
+    history.add_messages([HumanMessage("read the file"), message])
+    assert history.messages == [HumanMessage("read the file"), message]
+    assert [e.text for e in memory.store.events()][1] == "header\ufffdbinary tail"
+
+
+def test_chat_history_sync_and_async_methods(memory):
+    import asyncio
+
+    history = HSAMemoryChatHistory(memory, "both")
+    history.add_user_message("hello there")
+    history.add_ai_message(AIMessage("hi"))
+    history.add_messages([])
+    asyncio.run(history.aadd_messages([SystemMessage("Be brief.")]))
+    assert asyncio.run(history.aget_messages()) == history.messages == \
+        [HumanMessage("hello there"), AIMessage("hi"), SystemMessage("Be brief.")]
+    asyncio.run(history.aclear())
+    assert history.messages == []
+
+
+def test_a_closed_memory_raises_memory_closed_instead_of_an_empty_history(tmp_path, tiny_loaded):
+    """Found by an audit: the chat history read the store behind the Memory, which still reads once the Memory is
+    closed, so history.messages was [] and clear() did nothing instead of raising MemoryClosed like add_messages."""
+    from hsa_memory import Memory, MemoryClosed
+
+    memory = Memory(tmp_path / "memory", model=tiny_loaded)
+    history = HSAMemoryChatHistory(memory, "s")
+    history.add_user_message("remember this")
+    memory.close()
+    for call in (lambda: history.messages, history.clear, lambda: history.add_user_message("more"),
+                 lambda: forget_exactly(memory, {"session": "s"})):
+        with pytest.raises(MemoryClosed):
+            call()
+
+
+def test_retriever_takes_k_per_call_sync_and_async(filled_memory):
+    """Found by an audit: invoke(query, k=1) worked but ainvoke(query, k=1) raised TypeError (BaseRetriever's
+    async default takes no extra arguments)."""
+    import asyncio
+
+    retriever = HSAMemoryRetriever(memory=filled_memory, k=3)
+    sync = retriever.invoke("Rex the beagle", k=1)
+    assert len(sync) == 1
+    assert asyncio.run(retriever.ainvoke("Rex the beagle", k=1)) == sync
+    assert asyncio.run(retriever.ainvoke("Rex the beagle")) == retriever.invoke("Rex the beagle")
+    assert len(retriever.invoke("Rex the beagle")) == 3
