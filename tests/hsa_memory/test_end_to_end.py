@@ -47,10 +47,10 @@ KNOWN_SHORT = {
         "hold the fact (Lisbon, Biscuit; 'Oona' for Okafor, 'Omar' for Le Guin); search ranks it in the top 3 "
         "for 6 of 8 (4th, 8th)",
     "796288dc1b43edcbb7ee109d28c38d3a805e40fbe929e866486f5c00b077b1f9":
-        "run 17 weights (2026-12-07): the fact chunk is the top citation for 6 of 8 questions, 2 answers of 8 "
-        "hold the fact (Lisbon, Biscuit; most others cite the right chunk and copy its value wrongly: 'Hafford' "
-        "for Halvorsen, 'Ma-X22' for maplesyrup42, 'Mina' for Okafor); search ranks it in the top 3 for 5 of 8 "
-        "(Osteria Bruno 6th, Le Guin 4th, shellfish 4th)",
+        "run 17 weights (2026-12-07): the fact chunk is the top citation for 6 of 8 questions; with the copy bias "
+        "(ask's default since 2026-12-08) 3 answers of 8 hold the fact (Lisbon, Biscuit, Halvorsen; without it 2: "
+        "'Hafford' for Halvorsen), the others still miscopy or miss ('Ma-X22' for maplesyrup42, 'Oka.' for Okafor, "
+        "'Maurya' for Le Guin); search ranks it in the top 3 for 5 of 8 (Osteria Bruno 6th, Le Guin 4th, shellfish 4th)",
 }
 
 
