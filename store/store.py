@@ -609,9 +609,15 @@ def _check_chunks(chunks: Sequence[NewChunk]) -> None:
 def _disk_bytes(root: Path) -> dict[str, int]:
     out: dict[str, int] = {}
     for p in root.rglob("*"):
-        if p.is_file():
-            key = p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else p.name
-            if key == "kv":
-                key = "kv/" + p.relative_to(root).parts[1]
-            out[key] = out.get(key, 0) + p.stat().st_size
+        try:
+            if not p.is_file():
+                continue
+            size = p.stat().st_size
+        except FileNotFoundError:
+            # a writer in another process (retier, compaction) replaced or removed it after the listing
+            continue
+        key = p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else p.name
+        if key == "kv":
+            key = "kv/" + p.relative_to(root).parts[1]
+        out[key] = out.get(key, 0) + size
     return out

@@ -69,3 +69,24 @@ def test_two_writers_and_a_reader(tmp_path, catalog_url):
         check_whole(reader, reads)
         assert len(reads) > 3 and reads[-1] == 2 * COUNT
         assert reader.verify().ok
+
+
+def test_stats_while_another_process_removes_files(tmp_path, monkeypatch):
+    """stats() walks the directory without the writer lock; a file that a compaction in another
+    process removes between the listing and its stat() is skipped (was FileNotFoundError)."""
+    root = tmp_path / "mem"
+    MemoryStore.create(root, LAYOUT, "m", "h" * 64).close()
+    doomed = root / "kv" / "warm" / "000000000001.seg"
+    real_is_file = Path.is_file
+
+    def is_file_then_vanish(self):
+        answer = real_is_file(self)
+        if self == doomed:
+            self.unlink()  # the other process's compaction, right after the listing saw it
+        return answer
+
+    with MemoryStore.open(root) as store:
+        doomed.write_bytes(b"x" * 10)  # written after open, which sweeps files no catalog row names
+        monkeypatch.setattr(Path, "is_file", is_file_then_vanish)
+        stats = store.stats()
+    assert not doomed.exists() and stats["disk_bytes"].get("kv/warm", 0) == 0
