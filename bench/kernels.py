@@ -73,9 +73,10 @@ def attempt(table, row, body):
 # (backward "token", slower), P rebuilt from the forward's saved log-sum-exp (SAVED_LSE, session 13: −10 % on
 # the backward kernel, on since), and the work list grouped by (token block, page) (TOKEN_BLOCK, session 14:
 # the output atomics kept in L2, 64K −21-24 %; 4,096 on since, None = by page alone)
-KNOBS = ("ITEM_PAIRS", "FWD_CHUNK_STAGES", "BWD_CHUNK_STAGES", "SAVED_LSE", "TOKEN_BLOCK")
+KNOBS = ("ITEM_PAIRS", "FWD_CHUNK_STAGES", "BWD_CHUNK_STAGES", "SAVED_LSE", "TOKEN_BLOCK", "BWD_BLOCK_M")
 PROFILE_CONFIGS = ({}, {"TOKEN_BLOCK": None}, {"SAVED_LSE": False}, {"BWD_CHUNK_STAGES": 1},
-                   {"TOKEN_BLOCK": 8192}, {"TOKEN_BLOCK": 16384}, {"backward": "token"})
+                   {"TOKEN_BLOCK": 8192}, {"TOKEN_BLOCK": 16384}, {"backward": "token"}, {"BWD_BLOCK_M": 128},
+                   {"BWD_BLOCK_M": 128, "BWD_CHUNK_STAGES": 1})
 
 
 def training_profile(lengths, ks, configs=PROFILE_CONFIGS):

@@ -31,6 +31,10 @@ ITEM_PAIRS = 128
 TOKEN_BLOCK: int | None = 4096
 # rows of a tile in the sorted layout (tokens × padded query heads)
 BLOCK_M = 64
+# rows of the backward's tiles (None = BLOCK_M), read at call time so bench/kernels.py can sweep them: the
+# backward costs the same per pair at 8K and 64K (~108 TFLOP/s of its five products, H100, session 14), so
+# larger tiles per K/V page are the next lever to measure (128 may spill: 8 warps hold dK/dV and five tiles)
+BWD_BLOCK_M: int | None = None
 # below this many query tokens the pairs are not sorted: there is no chunk reuse to win
 SORT_MIN_TOKENS = 64
 # software-pipelining stages of the chunk-major kernels' tile loops (read at call time, so bench/kernels.py
@@ -382,7 +386,8 @@ class _Layout:
         return mem if mem.stride(-1) == 1 else mem.contiguous()
 
     def block_tok(self, sorted_pairs, backward=False):
-        rows = BLOCK_M if sorted_pairs else 16
+        rows = (BWD_BLOCK_M or BLOCK_M) if backward else BLOCK_M
+        rows = rows if sorted_pairs else 16
         if backward and self.BLOCK_D >= 128:
             # the backward holds dK/dV and five row tiles: 64 × 128 spills even with 8 warps;
             # 16 rows is the smallest matrix-unit operand

@@ -163,3 +163,14 @@ def test_token_blocked_work_list(paged, token_block, device, assert_close, monke
     monkeypatch.setattr(hsa_triton, "TOKEN_BLOCK", token_block)
     inputs = make_inputs(device, torch.float32, 2, 150, 6, 2, 32, 4, 3, True, paged=paged)
     run_both(inputs, assert_close, 0.005, forward="chunk", backward="atomic", sort_pairs=True, paged=paged)
+
+
+@pytest.mark.parametrize("rows", [32, 128])
+def test_backward_tile_rows(rows, device, assert_close, monkeypatch):
+    """``BWD_BLOCK_M``: the backward's tiles of other heights than the forward's (a sweep knob of
+    bench/kernels.py) give the same gradients; ratio 16 packs 2 or 8 tokens per tile, with a partial last tile."""
+    from hsa_memory.kernels.hsa_attention import triton as hsa_triton
+
+    monkeypatch.setattr(hsa_triton, "BWD_BLOCK_M", rows)
+    inputs = make_inputs(device, torch.float32, 1, 90, 16, 1, 32, 3, 3, False)
+    run_both(inputs, assert_close, 0.005, forward="chunk", backward="atomic", sort_pairs=True)
