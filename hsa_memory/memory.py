@@ -326,15 +326,30 @@ class Memory:
         check_sampling(temperature, top_p, max_new_tokens)
         check_ask_options(seed, citations, answer)
         check_copy_bias(copy_bias)
+        from hsa_memory.store.errors import ChunkNotFound
+
         self._check_open()
-        self._refresh()
-        with self._lock:  # appends hold it while they move the stream: tail and position must match
-            state = self.ingestor.state
-            tail, position = list(state.tail_ids), state.stream.position
-        yield from self._asker().stream(question, tail, position,
-                                        answer if answer is not None else Answer(""),
-                                        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                        seed=seed, citations=citations, copy_bias=float(copy_bias))
+        for attempt in range(5):
+            self._refresh()
+            generation = self.store.generation()
+            with self._lock:  # appends hold it while they move the stream: tail and position must match
+                state = self.ingestor.state
+                tail, position = list(state.tail_ids), state.stream.position
+            started = False
+            try:
+                for piece in self._asker().stream(question, tail, position,
+                                                  answer if answer is not None else Answer(""),
+                                                  max_new_tokens=max_new_tokens, temperature=temperature,
+                                                  top_p=top_p, seed=seed, citations=citations,
+                                                  copy_bias=float(copy_bias)):
+                    started = True
+                    yield piece
+                return
+            except ChunkNotFound:
+                # another process forgot or compacted chunks after this ask read the landmarks: start
+                # again on a fresh snapshot, unless text already went out (then the caller sees the error)
+                if started or attempt == 4 or self.store.generation() == generation:
+                    raise
 
     def ask(self, question: str, **options) -> Answer:
         """Answer a question from the whole memory, with citations ranked by the attention they got."""
@@ -349,9 +364,20 @@ class Memory:
         check_text("query", query)
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise InvalidInput("k", f"must be a positive int, got {k!r}")
+        from hsa_memory.store.errors import ChunkNotFound
+
         self._check_open()
-        self._refresh()
-        return self._asker().search(query, k, self.ingestor.state.stream.position)
+        for attempt in range(5):
+            self._refresh()
+            generation = self.store.generation()
+            try:
+                return self._asker().search(query, k, self.ingestor.state.stream.position)
+            except ChunkNotFound:
+                # another process forgot or compacted chunks after this search read the landmarks:
+                # the snapshot went stale, so read it again (a chunk missing without that is a real error)
+                if attempt == 4 or self.store.generation() == generation:
+                    raise
+        raise AssertionError("unreachable")
 
     # ---- maintenance ------------------------------------------------------------------------
     @property
