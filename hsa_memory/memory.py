@@ -313,7 +313,8 @@ class Memory:
     def _asker(self):
         from .ask import AskPipeline
 
-        return AskPipeline(self.loaded.model, self.loaded.tokenizer, self.store, self._positions, self._recent)
+        return AskPipeline(self.loaded.model, self.loaded.tokenizer, _ReadingStore(self.store), self._positions,
+                           self._recent)
 
     def ask_stream(self, question: str, *, max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
                    seed: int | None = None, citations: int = 5, answer: Answer | None = None,
@@ -441,3 +442,26 @@ class Memory:
                 raise SnapshotError(f"the snapshot's data does not open as a memory ({exc}); "
                                     "nothing was kept") from exc
             raise
+
+
+class _ReadingStore:
+    """The store as one ask or search sees it: ``chunks()`` leaves out chunks forgotten (tombstoned or
+    already compacted away, possibly by another process) since the read began, instead of raising
+    ``ChunkNotFound`` halfway through an answer; citations and the copy bias then skip them."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def chunks(self, chunk_ids):
+        from hsa_memory.store.errors import ChunkNotFound
+
+        ids = [int(i) for i in chunk_ids]
+        try:
+            infos = self._store.chunks(ids)
+        except ChunkNotFound as exc:
+            gone = set(exc.chunk_ids)
+            infos = self._store.chunks([i for i in ids if i not in gone])
+        return [info for info in infos if not info.deleted]

@@ -40,7 +40,12 @@ class ChunkPositions:
         with self._lock:
             rows, known = self._find(chunk_ids)
             if not bool(known.all()):
-                infos = store.chunks(torch.unique(chunk_ids[~known]).tolist())
+                wanted = torch.unique(chunk_ids[~known]).tolist()
+                infos = store.chunks(wanted)
+                if len(infos) != len(wanted):  # a store view that leaves out forgotten chunks
+                    from hsa_memory.store.errors import ChunkNotFound
+
+                    raise ChunkNotFound(sorted(set(wanted) - {i.id for i in infos}))
                 ids = torch.cat([self.ids, torch.tensor([i.id for i in infos], dtype=torch.long)])
                 positions = torch.cat([self.positions, torch.tensor([i.position for i in infos], dtype=torch.long)])
                 order = torch.argsort(ids)

@@ -443,3 +443,25 @@ def test_ask_while_another_process_forgets(tmp_path, tiny_loaded, monkeypatch):
         monkeypatch.setattr(type(mem.store), "get_kv", get_kv_after_other_forget)
         answer = mem.ask("what is alpha?", max_new_tokens=4)
         assert calls and not {c.chunk_id for c in answer.citations} & set(ids[:-1])
+
+
+def test_ask_stream_while_another_process_forgets_and_compacts(tmp_path, tiny_loaded):
+    """Another process forgets and compacts the chunks an answer is reading after its first piece went
+    out: the copy bias and the citations looked the rows up and raised ChunkNotFound mid-answer; now
+    the answer finishes and cites none of the forgotten chunks."""
+    from hsa_memory import Answer, Memory
+    from hsa_memory.store import MemoryStore
+
+    with Memory(tmp_path / "mem", model=tiny_loaded) as mem:
+        mem.extend([{"role": "user", "content": f"note {i}: " + "alpha beta gamma " * 30} for i in range(6)])
+        ids = mem.store.landmarks()[1].tolist()
+        answer = Answer("")
+        stream = mem.ask_stream("what is alpha?", max_new_tokens=8, answer=answer, copy_bias=3.0)
+        first = next(stream)
+        other = MemoryStore.open(tmp_path / "mem")
+        other.forget(chunk_ids=ids[:-1])
+        other.compact()
+        other.close()
+        rest = "".join(stream)
+        assert (first + rest).strip() == answer.text
+        assert not {c.chunk_id for c in answer.citations} & set(ids[:-1])
