@@ -87,6 +87,22 @@ class StoreMemory:
                 # bound the cache by dropping what this call does not need; clearing it all dropped ids this
                 # call still reads (a KeyError in a 16M-token ask, session 12)
                 self._kv = {i: self._kv[i] for i in wanted if i in self._kv}
-            keys, values = self.store.get_kv(missing, device=self.device, dtype=self.dtype)
-            self._kv.update({i: (keys[n], values[n]) for n, i in enumerate(missing)})
+            from hsa_memory.store.errors import ChunkNotFound
+
+            live = missing
+            while True:
+                try:
+                    keys, values = self.store.get_kv(live, device=self.device, dtype=self.dtype)
+                    break
+                except ChunkNotFound as exc:
+                    # these ids come from this ask's landmark snapshot: a forget (maybe by another process)
+                    # took them since. Their content is not read any more: zero K/V, so they add nothing
+                    gone = set(exc.chunk_ids)
+                    if not gone & set(live):
+                        raise
+                    live = [i for i in live if i not in gone]
+            self._kv.update({i: (keys[n], values[n]) for n, i in enumerate(live)})
+            if len(live) < len(missing):
+                zero = torch.zeros(tuple(self.store.layout.kv_shape), device=self.device, dtype=self.dtype)
+                self._kv.update({i: (zero, zero) for i in missing if i not in self._kv})
         return (torch.stack([self._kv[i][0] for i in ids]), torch.stack([self._kv[i][1] for i in ids]))

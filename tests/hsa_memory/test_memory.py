@@ -465,3 +465,24 @@ def test_ask_stream_while_another_process_forgets_and_compacts(tmp_path, tiny_lo
         rest = "".join(stream)
         assert (first + rest).strip() == answer.text
         assert not {c.chunk_id for c in answer.citations} & set(ids[:-1])
+
+
+def test_ask_stream_while_another_process_forgets_mid_answer(tmp_path, tiny_loaded):
+    """A forget (no compaction) by another process after the first piece: a later decode step routed to
+    a chunk of the ask's landmark snapshot that was now forgotten and get_kv raised ChunkNotFound
+    mid-answer; the forgotten chunk now reads as zero K/V (its content is not read) and is not cited."""
+    from hsa_memory import Answer, Memory
+    from hsa_memory.store import MemoryStore
+
+    with Memory(tmp_path / "mem", model=tiny_loaded) as mem:
+        mem.extend([{"role": "user", "content": f"note {i}: " + "alpha beta gamma delta " * 40} for i in range(12)])
+        ids = mem.store.landmarks()[1].tolist()
+        answer = Answer("")
+        stream = mem.ask_stream("what is alpha?", max_new_tokens=40, answer=answer, temperature=1.0, seed=0)
+        first = next(stream)
+        other = MemoryStore.open(tmp_path / "mem")
+        other.forget(chunk_ids=ids[:-1])
+        other.close()
+        rest = "".join(stream)
+        assert (first + rest).strip() == answer.text and answer.tokens > 1
+        assert not {c.chunk_id for c in answer.citations} & set(ids[:-1])
