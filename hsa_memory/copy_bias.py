@@ -41,13 +41,15 @@ class CopyBias:
 
     def sources(self) -> list[list[int]]:
         """Token ids of the heaviest chunks so far (their text re-encoded: the store keeps text, not ids)."""
-        top = [chunk_id for chunk_id, _ in self.trace.ranked()[:self.top_chunks]]
+        top = [chunk_id for chunk_id, _ in self.trace.ranked(self.top_chunks)]
         missing = [chunk_id for chunk_id in top if chunk_id not in self._tokens]
         if missing:
-            for info in self.store.chunks(missing):
-                text = "" if info.deleted else info.text
-                self._tokens[info.id] = self.tokenizer.encode(text, add_special_tokens=False).ids if text else []
-        return [self._tokens.get(chunk_id, []) for chunk_id in top]
+            found = {info.id: info for info in self.store.chunks(missing)}
+            for chunk_id in missing:  # a chunk the store no longer returns (forgotten, compacted) is asked once
+                info = found.get(chunk_id)
+                text = "" if info is None or info.deleted else info.text
+                self._tokens[chunk_id] = self.tokenizer.encode(text, add_special_tokens=False).ids if text else []
+        return [self._tokens[chunk_id] for chunk_id in top]
 
     def continuations(self, generated: list[int]) -> set[int]:
         """Tokens that follow the longest tail of ``generated`` found in the sources."""
@@ -62,6 +64,7 @@ class CopyBias:
 
     def __call__(self, generated: list[int], logits: torch.Tensor) -> torch.Tensor:
         import torch
+
         if not generated or self.strength == 0.0:
             return logits
         found = self.continuations(generated)

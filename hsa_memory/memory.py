@@ -127,16 +127,13 @@ def check_sampling(temperature: Any, top_p: Any, max_new_tokens: Any) -> None:
         raise InvalidInput("max_new_tokens", f"must be an int in [1, 8192], got {max_new_tokens!r}")
 
 
-def check_ask_options(seed: Any, citations: Any, answer: Any) -> None:
+def check_ask_options(seed: Any, citations: Any, answer: Any, copy_bias: Any) -> None:
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
         raise InvalidInput("seed", f"must be None or an int in [0, 2**63), got {seed!r}")
     if not isinstance(citations, int) or isinstance(citations, bool) or citations < 0:
         raise InvalidInput("citations", f"must be an int >= 0, got {citations!r}")
     if answer is not None and not isinstance(answer, Answer):
         raise InvalidInput("answer", f"must be an Answer to fill, got {type(answer).__name__}")
-
-
-def check_copy_bias(copy_bias: Any) -> None:
     if not isinstance(copy_bias, (int, float)) or isinstance(copy_bias, bool) or not 0 <= copy_bias <= 100:
         raise InvalidInput("copy_bias", f"must be a number in [0, 100] (0 = off), got {copy_bias!r}")
 
@@ -325,8 +322,7 @@ class Memory:
         are copied rather than paraphrased (``hsa_memory.copy_bias``); 0 leaves the model alone."""
         check_text("question", question)
         check_sampling(temperature, top_p, max_new_tokens)
-        check_ask_options(seed, citations, answer)
-        check_copy_bias(copy_bias)
+        check_ask_options(seed, citations, answer, copy_bias)
         from hsa_memory.store.errors import ChunkNotFound
 
         self._check_open()

@@ -7,6 +7,7 @@ Routers turn either source into the two calls an HSA layer makes: ``route`` and 
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -124,9 +125,12 @@ class RetrievalTrace:
         for chunk_id, total in zip(unique.tolist(), sums.tolist()):
             self.weights[chunk_id] = self.weights.get(chunk_id, 0.0) + total
 
-    def ranked(self) -> list[tuple[int, float]]:
-        """Chunk ids with their summed weight, heaviest first."""
-        return sorted(self.weights.items(), key=lambda item: -item[1])
+    def ranked(self, limit: int | None = None) -> list[tuple[int, float]]:
+        """Chunk ids with their summed weight, heaviest first (the ``limit`` heaviest without sorting the rest:
+        the copy bias asks for its top few at every generated token)."""
+        if limit is None:
+            return sorted(self.weights.items(), key=lambda item: -item[1])
+        return heapq.nlargest(limit, self.weights.items(), key=lambda item: item[1])
 
 
 def visible_chunks(positions: torch.Tensor, chunk_size: int, skip_window: int | None = None) -> torch.Tensor:

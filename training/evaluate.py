@@ -94,7 +94,7 @@ def evaluate(model, task: str, length: int, count: int = 32, seed: int = 10_000_
         if not retrievable:
             continue
         n_vis += 1
-        routed = {c for c, _ in trace.ranked()[:K]}
+        routed = {c for c, _ in trace.ranked(K)}
         hit = float(bool(set(tokens.evidence_chunks) & routed))
         recall += hit
         first = tokens.answer_start - 1

@@ -9,17 +9,18 @@ from hsa_memory.copy_bias import CopyBias
 from hsa_memory.model import RetrievalTrace
 
 
+@dataclass
+class Encoding:
+    ids: list[int]
+
+
 class WordTokenizer:
     """One id per distinct word, so a test can write its chunks as text."""
 
     def __init__(self):
         self.ids: dict[str, int] = {}
 
-    def encode(self, text: str, add_special_tokens: bool = False):
-        @dataclass
-        class Encoding:
-            ids: list[int]
-
+    def encode(self, text: str, add_special_tokens: bool = False) -> Encoding:
         return Encoding([self.ids.setdefault(word, len(self.ids)) for word in text.split()])
 
 
@@ -94,3 +95,12 @@ def test_an_empty_trace_changes_nothing():
     bias, tok, _ = setup({1: "a b c"}, {})
     logits = torch.randn(10)
     assert torch.equal(bias(ids(tok, "a"), logits), logits)
+
+
+def test_a_chunk_the_store_no_longer_returns_gives_nothing_and_is_asked_once():
+    """The ask's store view leaves out chunks another process forgot or compacted away."""
+    bias, tok, store = setup({1: "Anna lives in Lisbon"}, {1: 1.0, 9: 2.0})
+    tail = ids(tok, "lives in")
+    assert bias.continuations(tail) == set(ids(tok, "Lisbon"))
+    bias.continuations(tail)
+    assert store.asked == [[9, 1]]

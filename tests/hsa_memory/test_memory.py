@@ -394,28 +394,36 @@ def test_export_and_import_expand_the_home_directory(memory, tmp_path, tiny_load
     assert not (tmp_path / "~").exists()
 
 
+def forget_on_first_kv_read(mem, path, monkeypatch):
+    """Fill ``mem`` with six notes, then make another store handle forget all chunks but the last right after
+    this process's landmark read (at its first K/V read). Returns (chunk ids before, K/V reads so far)."""
+    from hsa_memory.store import MemoryStore
+
+    mem.extend([{"role": "user", "content": f"note {i}: " + "alpha beta gamma " * 30} for i in range(6)])
+    ids = mem.store.landmarks()[1].tolist()
+    real_get_kv = type(mem.store).get_kv
+    calls = []
+
+    def get_kv_after_other_forget(self, chunk_ids, *args, **kwargs):
+        if not calls:
+            other = MemoryStore.open(path)
+            other.forget(chunk_ids=ids[:-1])
+            other.close()
+        calls.append(1)
+        return real_get_kv(self, chunk_ids, *args, **kwargs)
+
+    monkeypatch.setattr(type(mem.store), "get_kv", get_kv_after_other_forget)
+    return ids, calls
+
+
 def test_search_while_another_process_forgets(tmp_path, tiny_loaded, monkeypatch):
     """A forget by another process between search's landmark read and its K/V read made search raise
     ChunkNotFound; the search now reads the memory again and never returns the forgotten chunk."""
     from hsa_memory import Memory
-    from hsa_memory.store import MemoryStore
 
     with Memory(tmp_path / "mem", model=tiny_loaded) as mem:
-        mem.extend([{"role": "user", "content": f"note {i}: " + "alpha beta gamma " * 30} for i in range(6)])
-        ids = mem.store.landmarks()[1].tolist()
+        ids, calls = forget_on_first_kv_read(mem, tmp_path / "mem", monkeypatch)
         assert len(ids) >= 4
-        real_get_kv = type(mem.store).get_kv
-        calls = []
-
-        def get_kv_after_other_forget(self, chunk_ids, *args, **kwargs):
-            if not calls:  # the other process forgets every chunk right after our landmark read
-                other = MemoryStore.open(tmp_path / "mem")
-                other.forget(chunk_ids=ids[:-1])
-                other.close()
-            calls.append(1)
-            return real_get_kv(self, chunk_ids, *args, **kwargs)
-
-        monkeypatch.setattr(type(mem.store), "get_kv", get_kv_after_other_forget)
         hits = mem.search("alpha", k=4)
         assert calls and not {h.chunk_id for h in hits} & set(ids[:-1])
 
@@ -424,23 +432,9 @@ def test_ask_while_another_process_forgets(tmp_path, tiny_loaded, monkeypatch):
     """The same race in ask(): a forget by another process before the first answer token was read
     made ask raise ChunkNotFound; it now starts again on the fresh memory and cites no forgotten chunk."""
     from hsa_memory import Memory
-    from hsa_memory.store import MemoryStore
 
     with Memory(tmp_path / "mem", model=tiny_loaded) as mem:
-        mem.extend([{"role": "user", "content": f"note {i}: " + "alpha beta gamma " * 30} for i in range(6)])
-        ids = mem.store.landmarks()[1].tolist()
-        real_get_kv = type(mem.store).get_kv
-        calls = []
-
-        def get_kv_after_other_forget(self, chunk_ids, *args, **kwargs):
-            if not calls:
-                other = MemoryStore.open(tmp_path / "mem")
-                other.forget(chunk_ids=ids[:-1])
-                other.close()
-            calls.append(1)
-            return real_get_kv(self, chunk_ids, *args, **kwargs)
-
-        monkeypatch.setattr(type(mem.store), "get_kv", get_kv_after_other_forget)
+        ids, calls = forget_on_first_kv_read(mem, tmp_path / "mem", monkeypatch)
         answer = mem.ask("what is alpha?", max_new_tokens=4)
         assert calls and not {c.chunk_id for c in answer.citations} & set(ids[:-1])
 

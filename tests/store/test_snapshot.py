@@ -225,11 +225,25 @@ def edit_events(fn):
     return edit
 
 
+def assert_each_refused(members, cases, tmp_path):
+    """Each case ({name: edits for ``rehash``}), its checksums made to hold again, is refused by import with
+    a SnapshotError and nothing written."""
+    from hsa_memory.store.errors import SnapshotError
+
+    before = sorted(os.listdir(tmp_path))
+    for name, edits in cases.items():
+        path = tmp_path.parent / f"{tmp_path.name}-{name}.hsamem"
+        pack(path, rehash(members, edits))
+        with pytest.raises(SnapshotError):
+            MemoryStore.import_snapshot(path, tmp_path / "dst")
+            pytest.fail(f"{name}: no error")
+        assert_untouched(tmp_path, before)
+        path.unlink()
+
+
 def test_hand_made_fields_with_valid_checksums_raise_snapshot_errors(good, tmp_path):
     """Found by a bad-input audit: fields of the wrong type behind valid checksums went through the checks
     and failed later with TypeError, KeyError, ValueError or OverflowError, some after the target was written."""
-    from hsa_memory.store.errors import SnapshotError
-
     members = unpack(good)
     set_ = lambda key, value: edit_json(lambda m: m.__setitem__(key, value))
     cases = {
@@ -251,23 +265,13 @@ def test_hand_made_fields_with_valid_checksums_raise_snapshot_errors(good, tmp_p
         "chunk-time-string": {"chunks.jsonl": edit_json(lambda rs: rs[0].__setitem__("time_start_us", "x"), lines=True)},
         "chunk-position-string": {"chunks.jsonl": edit_json(lambda rs: rs[0].__setitem__("position", "0"), lines=True)},
     }
-    before = sorted(os.listdir(tmp_path))
-    for name, edits in cases.items():
-        path = tmp_path.parent / f"{tmp_path.name}-{name}.hsamem"
-        pack(path, rehash(members, edits))
-        with pytest.raises(SnapshotError):
-            MemoryStore.import_snapshot(path, tmp_path / "dst")
-            pytest.fail(f"{name}: no error")
-        assert_untouched(tmp_path, before)
-        path.unlink()
+    assert_each_refused(members, cases, tmp_path)
 
 
 def test_hand_made_chunk_records_that_disagree_with_the_events_raise_snapshot_errors(good, tmp_path):
     """Found by an audit: chunk records were checked for types only, so a hand-made snapshot (checksums
     recomputed) whose chunk cited first_seq=10**6 imported and verify() then said OK; forget(), which finds a
     chunk through its events, could never reach such a chunk."""
-    from hsa_memory.store.errors import SnapshotError
-
     members = unpack(good)
     # the source: events 1, 2, 4..9 (3 was forgotten with its chunk), chunks 1, 2, 4..8 of one event each
 
@@ -298,15 +302,7 @@ def test_hand_made_chunk_records_that_disagree_with_the_events_raise_snapshot_er
         "event-text-empty": {"events.jsonl": edit_events(lambda rs: rs[0].__setitem__("text", ""))},
         "event-text-blank": {"events.jsonl": edit_events(lambda rs: rs[0].__setitem__("text", " \n"))},
     }
-    before = sorted(os.listdir(tmp_path))
-    for name, edits in cases.items():
-        path = tmp_path.parent / f"{tmp_path.name}-{name}.hsamem"
-        pack(path, rehash(members, edits))
-        with pytest.raises(SnapshotError):
-            MemoryStore.import_snapshot(path, tmp_path / "dst")
-            pytest.fail(f"{name}: no error")
-        assert_untouched(tmp_path, before)
-        path.unlink()
+    assert_each_refused(members, cases, tmp_path)
 
 
 def test_a_chunk_spanning_a_forgotten_event_still_imports(good, tmp_path):
