@@ -30,6 +30,13 @@ def test_ask_stream_json_ends_with_the_answer(filled):
     assert "".join(e["text"] for e in events[:-1]).strip() == events[-1]["text"]
 
 
+def test_ask_copy_bias_option(filled):
+    """--copy-bias 0 (the model alone) answers; a negative strength is a usage error naming the option."""
+    assert invoke(filled, "ask", "Where does Anna live?", "--max-tokens", 4, "--copy-bias", 0).exit_code == 0
+    result = invoke(filled, "ask", "Where does Anna live?", "--copy-bias", -1)
+    assert result.exit_code == 2 and "--copy-bias" in result.output
+
+
 def test_ask_stream_text(filled):
     result = invoke(filled, "ask", "Where does Anna live?", "--max-tokens", 4, "--stream", "--citations", 0)
     assert result.exit_code == 0 and "Citations:" not in result.stdout

@@ -193,6 +193,8 @@ def test_bad_input_gets_422_naming_the_field(live, filled):
         ("/messages/batch", {"messages": []}, "messages"),
         ("/ask", {"question": "q", "max_new_tokens": 17}, "max_new_tokens"),
         ("/ask", {"question": "q", "top_p": 0}, "top_p"),
+        ("/ask", {"question": "q", "copy_bias": -1}, "copy_bias"),
+        ("/ask", {"question": "q", "copy_bias": 1000}, "copy_bias"),
         ("/search", {"query": "q", "k": 0}, "k"),
         ("/forget", {}, "forget"),
         ("/forget", {"where": {}}, None),
